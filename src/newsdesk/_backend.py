@@ -1,0 +1,247 @@
+"""The one seam between newsdesk and model providers.
+
+A ``Backend`` turns a ``Request`` into a ``Completion`` (``complete``) or a stream of text
+deltas ending with the ``Completion`` (``stream``). ``LiteLLMBackend`` is the real one: every
+model call goes through LiteLLM, the embedded model included (registered as a LiteLLM custom
+provider in ``_local``). Caching, limits, retries and fallbacks are wrappers around a Backend
+(``_wrappers``), each readable and testable alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol, Union
+
+from newsdesk._exceptions import (
+    BadResponse,
+    ConfigError,
+    MissingAPIKeyError,
+    NewsdeskError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    UnknownModelError,
+)
+from newsdesk._request import Request
+from newsdesk._response import Completion, Usage
+
+StreamItem = Union[str, Completion]
+"""A stream yields text deltas (``str``) and ends with exactly one ``Completion``."""
+
+
+class Backend(Protocol):
+    async def complete(self, request: Request) -> Completion: ...
+
+    def stream(self, request: Request) -> AsyncIterator[StreamItem]: ...
+
+
+def import_litellm() -> Any:
+    """Import LiteLLM lazily (it costs ~3 s) and offline-safe (no price-map download)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    from newsdesk import _local
+
+    _local.register(litellm)
+    return litellm
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from a Retry-After header, if the provider sent one."""
+    for attr in ("litellm_response_headers", "response"):
+        obj = getattr(exc, attr, None)
+        headers = getattr(obj, "headers", obj) if attr == "response" else obj
+        if not headers:
+            continue
+        with contextlib.suppress(Exception):
+            value = headers.get("retry-after") or headers.get("Retry-After")
+            if value is None:
+                continue
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(value)
+                return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else type(exc).__name__
+    # LiteLLM prefixes messages with its class path; keep what the provider said.
+    for prefix in ("litellm.", "LiteLLM"):
+        if msg.startswith(prefix) and ": " in msg:
+            msg = msg.split(": ", 1)[1]
+    return msg[:limit]
+
+
+@contextlib.contextmanager
+def translate_errors(model: str) -> Iterator[None]:
+    """Map LiteLLM/httpx/OpenAI errors onto newsdesk's tree, once, here."""
+    try:
+        yield
+    except NewsdeskError:
+        raise
+    except (TimeoutError,) as exc:
+        raise ProviderTimeout(f"{model}: timed out", model=model) from exc
+    except Exception as exc:
+        raise _translate(exc, model) from exc
+
+
+def _translate(exc: Exception, model: str) -> NewsdeskError:
+    import litellm
+
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    msg = _first_line(exc)
+    if isinstance(exc, litellm.exceptions.AuthenticationError) or status == 401:
+        return MissingAPIKeyError(
+            f"{model}: the provider rejected the API key or none was set "
+            "(set the provider's usual environment variable, e.g. OPENAI_API_KEY, or pass --api-key)"
+        )
+    if isinstance(exc, litellm.exceptions.RateLimitError) or status == 429:
+        return RateLimited(f"{model}: rate limited (429)", retry_after=_retry_after(exc),
+                           status_code=429, model=model)
+    if isinstance(exc, litellm.exceptions.Timeout) or "Timeout" in name:
+        return ProviderTimeout(f"{model}: timed out", model=model)
+    if isinstance(exc, litellm.exceptions.NotFoundError) or status == 404:
+        return UnknownModelError(f"{model}: the provider does not know this model ({msg})")
+    if isinstance(exc, litellm.exceptions.BadRequestError):
+        low = msg.lower()
+        if "llm provider not provided" in low or "provider not provided" in low or "unknown model" in low:
+            return UnknownModelError(
+                f"unknown model {model!r}: use a LiteLLM model string like 'openai/gpt-4o-mini', "
+                "'ollama/llama3' or 'local/smollm2'"
+            )
+        if "api_key" in low or "api key" in low:
+            return MissingAPIKeyError(f"{model}: no API key ({msg})")
+        return ConfigError(f"{model}: the provider refused the request: {msg}")
+    if isinstance(exc, (litellm.exceptions.APIConnectionError, litellm.exceptions.ServiceUnavailableError,
+                        litellm.exceptions.InternalServerError, litellm.exceptions.BadGatewayError)):
+        if "api_key" in msg.lower() or "api key" in msg.lower():
+            return MissingAPIKeyError(f"{model}: no API key ({msg})")
+        if isinstance(exc, litellm.exceptions.APIConnectionError) and status in (None, 500):
+            # LiteLLM reports malformed provider replies as connection errors too.
+            low = msg.lower()
+            if any(w in low for w in ("json", "decode", "expecting", "parse", "validation")):
+                return BadResponse(f"{model}: malformed reply from the provider: {msg}", model=model)
+        return ProviderUnavailable(f"{model}: provider unavailable: {msg}", status_code=status, model=model)
+    if isinstance(exc, litellm.exceptions.APIError):
+        if status is not None and status >= 500:
+            return ProviderUnavailable(f"{model}: provider error {status}: {msg}", status_code=status, model=model)
+        return BadResponse(f"{model}: bad reply from the provider: {msg}", status_code=status, model=model)
+    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError)):
+        return BadResponse(f"{model}: malformed reply from the provider: {msg}", model=model)
+    return ProviderError(f"{model}: {name}: {msg}", status_code=status, model=model)
+
+
+class LiteLLMBackend:
+    """Sends requests through ``litellm.acompletion``. LiteLLM's own retries are switched off:
+    the retry wrapper owns retries so that they are counted, jittered and honour Retry-After."""
+
+    def _kwargs(self, request: Request) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": request.model,
+            "messages": [m.model_dump(exclude_none=True) for m in request.messages],
+            "timeout": request.timeout,
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if request.temperature is not None:
+            kw["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            kw["max_tokens"] = request.max_tokens
+        if request.api_base:
+            kw["api_base"] = request.api_base
+        if request.api_key is not None:
+            kw["api_key"] = request.api_key.get_secret_value()
+        if request.answer_model is not None:
+            kw["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.answer_model.__name__,
+                    "schema": request.answer_model.model_json_schema(),
+                },
+            }
+        kw.update(request.extra)
+        return kw
+
+    @staticmethod
+    def _usage(obj: Any) -> Usage:
+        u = getattr(obj, "usage", None)
+        if not u:
+            return Usage()
+        return Usage(prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+                     completion_tokens=getattr(u, "completion_tokens", 0) or 0)
+
+    @staticmethod
+    def _cost(litellm: Any, resp: Any) -> float | None:
+        try:
+            cost = litellm.completion_cost(completion_response=resp)
+        except Exception:
+            return None
+        return float(cost) if cost else None
+
+    async def complete(self, request: Request) -> Completion:
+        litellm = import_litellm()
+        with translate_errors(request.model):
+            resp = await litellm.acompletion(**self._kwargs(request))
+            choice = resp.choices[0]
+            text = choice.message.content
+            if text is None:
+                text = ""
+            return Completion(
+                text=text,
+                model=request.model,
+                finish_reason=choice.finish_reason,
+                usage=self._usage(resp),
+                cost=self._cost(litellm, resp),
+            )
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
+        litellm = import_litellm()
+        parts: list[str] = []
+        finish: str | None = None
+        usage = Usage()
+        with translate_errors(request.model):
+            kw = self._kwargs(request)
+            kw["stream"] = True
+            kw["stream_options"] = {"include_usage": True}
+            resp = await litellm.acompletion(**kw)
+            try:
+                async for chunk in resp:
+                    if getattr(chunk, "usage", None):
+                        usage = self._usage(chunk)
+                    if not chunk.choices:
+                        continue
+                    choice = chunk.choices[0]
+                    delta = getattr(choice.delta, "content", None)
+                    if delta:
+                        parts.append(delta)
+                        yield delta
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+            finally:
+                # Closing the stream releases the provider connection even when the consumer stops early.
+                close = getattr(resp, "aclose", None)
+                if close is not None:
+                    with contextlib.suppress(Exception):
+                        await close()
+        text = "".join(parts)
+        if not usage.completion_tokens:
+            with contextlib.suppress(Exception):
+                usage = Usage(
+                    prompt_tokens=litellm.token_counter(model=request.model, messages=kw["messages"]),
+                    completion_tokens=litellm.token_counter(model=request.model, text=text),
+                )
+        cost = None
+        with contextlib.suppress(Exception):
+            cost = float(litellm.completion_cost(model=request.model, prompt="", completion=text)) or None
+        yield Completion(text=text, model=request.model, finish_reason=finish or "stop", usage=usage, cost=cost)

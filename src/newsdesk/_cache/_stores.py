@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from newsdesk._exceptions import ConfigError
+
+KEY_PREFIX = "newsdesk:v1:"
+
+
+def cache_key(identity: str) -> str:
+    return KEY_PREFIX + hashlib.sha256(identity.encode()).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+    errors: int = 0
+
+
+class CacheStore(Protocol):
+    name: str
+    stats: CacheStats
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    async def clear(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    """Bounded in-process LRU (cachetools), with per-entry TTL."""
+
+    name = "memory"
+
+    def __init__(self, maxsize: int = 2048) -> None:
+        from cachetools import LRUCache
+
+        self._data: LRUCache[str, tuple[bytes, float | None]] = LRUCache(maxsize=maxsize)
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    def get_nowait(self, key: str) -> bytes | None:
+        import time
+
+        with self._lock:
+            item = self._data.get(key)
+            if item is not None and item[1] is not None and item[1] < time.monotonic():
+                del self._data[key]
+                item = None
+        if item is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return item[0]
+
+    async def get(self, key: str) -> bytes | None:
+        return self.get_nowait(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        import time
+
+        with self._lock:
+            self._data[key] = (value, time.monotonic() + ttl if ttl else None)
+        self.stats.writes += 1
+
+    async def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def close(self) -> None:
+        pass
+
+
+class DiskStore:
+    """Persistent cache on disk (diskcache: SQLite + files, safe across processes)."""
+
+    name = "disk"
+
+    def __init__(self, directory: str | Path, size_limit: int = 512 * 2**20) -> None:
+        import diskcache
+
+        try:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(directory), size_limit=size_limit)
+        except OSError as exc:
+            raise ConfigError(f"cannot open the cache directory {directory}: {exc.strerror or exc}") from exc
+        self.directory = Path(directory)
+        self.stats = CacheStats()
+
+    def get_nowait(self, key: str) -> bytes | None:
+        value = self._cache.get(key)
+        if value is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return value  # type: ignore[no-any-return]
+
+    async def get(self, key: str) -> bytes | None:
+        # A local SQLite read takes tens of microseconds: cheaper inline than a thread hop.
+        return self.get_nowait(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._cache.set(key, value, expire=ttl)
+        self.stats.writes += 1
+
+    async def clear(self) -> None:
+        self._cache.clear()
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class RedisStore:
+    """Shared cache in Redis (redis-py asyncio), so several processes and machines pay once."""
+
+    name = "redis"
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio as aioredis
+
+        self.url = url
+        try:
+            aioredis.connection.parse_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
+        self._clients: dict[int, Any] = {}
+        self.stats = CacheStats()
+
+    def _client(self) -> Any:
+        # redis.asyncio connections belong to one event loop; keep a client per loop.
+        import redis.asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(id(loop))
+        if client is None:
+            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=3, socket_timeout=5)
+            self._clients[id(loop)] = client
+        return client
+
+    async def get(self, key: str) -> bytes | None:
+        from redis.exceptions import RedisError
+
+        try:
+            value = await self._client().get(key)
+        except (RedisError, OSError):
+            # A cache that is down must not fail the call: count it and carry on uncached.
+            self.stats.errors += 1
+            return None
+        if value is None:
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return value  # type: ignore[no-any-return]
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            await self._client().set(key, value, px=int(ttl * 1000) if ttl else None)
+            self.stats.writes += 1
+        except (RedisError, OSError):
+            self.stats.errors += 1
+
+    async def clear(self) -> None:
+        client = self._client()
+        async for key in client.scan_iter(match=KEY_PREFIX + "*"):
+            await client.delete(key)
+
+    def close(self) -> None:
+        self._clients.clear()
+
+
+class LayeredStore:
+    """A fast store in front of a slower one: reads fall through and fill the front."""
+
+    def __init__(self, front: MemoryStore, back: CacheStore) -> None:
+        self.front = front
+        self.back = back
+        self.name = f"{front.name}+{back.name}"
+        self.stats = CacheStats()
+
+    async def get(self, key: str) -> bytes | None:
+        value = self.front.get_nowait(key)
+        if value is None:
+            value = await self.back.get(key)
+            if value is not None:
+                await self.front.set(key, value)
+        if value is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await self.front.set(key, value, ttl)
+        await self.back.set(key, value, ttl)
+        self.stats.writes += 1
+
+    async def clear(self) -> None:
+        await self.front.clear()
+        await self.back.clear()
+
+    def close(self) -> None:
+        self.back.close()
+
+
+def open_cache(spec: str | None) -> CacheStore | None:
+    """``None``/"disk": memory + disk in the user cache dir; "off": no cache; "memory";
+    ``redis://...`` / ``rediss://...``: memory + Redis; anything else: a directory for the disk cache."""
+    from newsdesk._config import cache_dir
+
+    if spec is None or spec == "" or spec == "disk":
+        return LayeredStore(MemoryStore(), DiskStore(cache_dir() / "llm"))
+    if spec == "off":
+        return None
+    if spec == "memory":
+        return MemoryStore()
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return LayeredStore(MemoryStore(), RedisStore(spec))
+    if "://" in spec:
+        raise ConfigError(f"unknown cache {spec!r}: use a directory, redis://host:port/db, 'memory' or 'off'")
+    return LayeredStore(MemoryStore(), DiskStore(Path(spec).expanduser()))

@@ -1,0 +1,424 @@
+"""Behaviours stacked around a ``Backend``, each one a Backend itself:
+
+    Fallback( Cache+SingleFlight( Limit( Retry( LiteLLMBackend ))))
+
+- ``CacheBackend``: answers from the cache; identical requests in flight at the same time make one
+  call (single-flight); a cached answer replays as a stream; errors and truncated answers are never stored.
+- ``LimitBackend``: max in flight, requests/minute and tokens/minute (aiolimiter leaky buckets).
+- ``RetryBackend``: exponential backoff with full jitter, honouring Retry-After; a per-attempt timeout.
+  A stream is retried only while it has yielded nothing (a half-shown answer cannot be taken back).
+- ``FallbackBackend``: tries ``request.fallbacks`` in order when the model fails for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from newsdesk._backend import Backend, StreamItem
+from newsdesk._cache import CacheStore, cache_key
+from newsdesk._exceptions import (
+    BadResponse,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    UserError,
+)
+from newsdesk._request import Request
+from newsdesk._response import Completion
+
+
+@dataclass
+class CallStats:
+    """Counters shared by the wrappers of one stack (read by batch runs and the CLI)."""
+
+    calls: int = 0  # provider attempts actually sent
+    retries: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    coalesced: int = 0  # requests answered by another identical request in flight
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def snapshot(self) -> CallStats:
+        return CallStats(**{**self.__dict__, "errors": dict(self.errors)})
+
+
+class _PerLoop:
+    """asyncio primitives belong to one event loop; keep one set per loop (sync wrappers run their own)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        value = self._by_loop.get(loop)
+        if value is None:
+            value = self._by_loop[loop] = self._factory()
+        return value
+
+
+# ---------------------------------------------------------------- retry
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_retry_after: float = 60.0
+
+    def delay(self, attempt: int, exc: BaseException) -> float:
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            # The provider said when: wait that long (plus a little jitter so a batch doesn't stampede).
+            return min(exc.retry_after, self.max_retry_after) + random.uniform(0, 0.1)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+class RetryBackend:
+    def __init__(self, inner: Backend, stats: CallStats, policy: RetryPolicy | None = None) -> None:
+        self.inner = inner
+        self.stats = stats
+        self.policy = policy or RetryPolicy()
+
+    def _record(self, exc: BaseException) -> None:
+        name = type(exc).__name__
+        self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+
+    async def complete(self, request: Request) -> Completion:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.calls += 1
+            _note_attempt()
+            try:
+                async with asyncio.timeout(request.timeout):
+                    return await self.inner.complete(request)
+            except TimeoutError as exc:
+                err: ProviderError = ProviderTimeout(
+                    f"{request.model}: no answer within {request.timeout:g} s", model=request.model)
+                err.__cause__ = exc
+            except ProviderError as exc:
+                err = exc
+            self._record(err)
+            if not err.retryable or attempt > request.retries:
+                raise err
+            self.stats.retries += 1
+            await asyncio.sleep(self.policy.delay(attempt, err))
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.calls += 1
+            _note_attempt()
+            started = False
+            try:
+                agen = self.inner.stream(request)
+                try:
+                    while True:
+                        # The timeout covers waiting for each piece, so a stalled stream fails too.
+                        async with asyncio.timeout(request.timeout):
+                            try:
+                                item = await agen.__anext__()
+                            except StopAsyncIteration:
+                                break
+                        started = True
+                        yield item
+                finally:
+                    with contextlib.suppress(Exception):
+                        await agen.aclose()
+                return
+            except TimeoutError as exc:
+                err: ProviderError = ProviderTimeout(
+                    f"{request.model}: stream stalled for {request.timeout:g} s", model=request.model)
+                err.__cause__ = exc
+            except ProviderError as exc:
+                err = exc
+            self._record(err)
+            if started or not err.retryable or attempt > request.retries:
+                raise err
+            self.stats.retries += 1
+            await asyncio.sleep(self.policy.delay(attempt, err))
+
+
+# ---------------------------------------------------------------- limits
+
+@dataclass(frozen=True)
+class Limits:
+    """How hard to push providers. ``concurrency``: max requests in flight; ``rpm``/``tpm``:
+    requests and tokens per minute (None = unlimited)."""
+
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UserError("concurrency must be at least 1")
+        if self.rpm is not None and self.rpm <= 0:
+            raise UserError("rpm must be positive")
+        if self.tpm is not None and self.tpm <= 0:
+            raise UserError("tpm must be positive")
+
+
+def estimate_tokens(request: Request) -> int:
+    """A cheap upper-ish estimate (4 chars a token) used to reserve TPM budget before the call."""
+    chars = sum(len(m.content) for m in request.messages)
+    return chars // 4 + (request.max_tokens or 256)
+
+
+class LimitBackend:
+    def __init__(self, inner: Backend, limits: Limits) -> None:
+        self.inner = inner
+        self.limits = limits
+        self._state = _PerLoop(self._make)
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def _make(self) -> tuple[asyncio.Semaphore, Any, Any]:
+        from aiolimiter import AsyncLimiter
+
+        rpm = AsyncLimiter(self.limits.rpm, 60) if self.limits.rpm else None
+        tpm = AsyncLimiter(self.limits.tpm, 60) if self.limits.tpm else None
+        return asyncio.Semaphore(self.limits.concurrency), rpm, tpm
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, request: Request) -> AsyncIterator[None]:
+        sem, rpm, tpm = self._state.get()
+        async with sem:
+            if rpm is not None:
+                await rpm.acquire()
+            if tpm is not None:
+                await tpm.acquire(min(float(estimate_tokens(request)), tpm.max_rate))
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+
+    async def complete(self, request: Request) -> Completion:
+        async with self._slot(request):
+            return await self.inner.complete(request)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
+        async with self._slot(request):
+            agen = self.inner.stream(request)
+            try:
+                async for item in agen:
+                    yield item
+            finally:
+                await agen.aclose()
+
+
+# ---------------------------------------------------------------- cache + single-flight
+
+def _cacheable(request: Request, c: Completion) -> bool:
+    if c.finish_reason in ("length", "error", "content_filter") or not c.text:
+        return False
+    if request.answer_model is not None:
+        from newsdesk._structured import parse_answer
+
+        try:  # an answer that does not validate is an error, and errors are never cached
+            parse_answer(c.text, request.answer_model, model=request.model, finish_reason=c.finish_reason)
+        except ProviderError:
+            return False
+    return True
+
+
+@dataclass
+class CallInfo:
+    """Per-call facts the wrappers record (one per task, through a context variable)."""
+
+    attempts: int = 0
+    cached: bool = False
+
+
+_call_info: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("newsdesk_call_info", default=None)
+
+
+def begin_call() -> CallInfo:
+    info = CallInfo()
+    _call_info.set(info)
+    return info
+
+
+def _note_attempt() -> None:
+    info = _call_info.get()
+    if info is not None:
+        info.attempts += 1
+
+
+def _note_cached() -> None:
+    info = _call_info.get()
+    if info is not None:
+        info.cached = True
+
+
+class CacheBackend:
+    def __init__(self, inner: Backend, store: CacheStore | None, stats: CallStats) -> None:
+        self.inner = inner
+        self.store = store
+        self.stats = stats
+        self._inflight = _PerLoop(dict)
+
+    async def _lookup(self, request: Request, key: str) -> Completion | None:
+        if self.store is None or request.cache != "use":
+            return None
+        raw = await self.store.get(key)
+        if raw is None:
+            return None
+        try:
+            return Completion.model_validate_json(raw)
+        except ValueError:
+            return None  # an unreadable entry is a miss, never an error
+
+    async def _save(self, request: Request, key: str, completion: Completion) -> None:
+        if self.store is not None and request.cache != "off" and _cacheable(request, completion):
+            await self.store.set(key, completion.model_dump_json().encode(), request.cache_ttl)
+
+    def _count_usage(self, c: Completion) -> None:
+        self.stats.prompt_tokens += c.usage.prompt_tokens
+        self.stats.completion_tokens += c.usage.completion_tokens
+        self.stats.cost += c.cost or 0.0
+
+    async def complete(self, request: Request) -> Completion:
+        key = cache_key(request.cache_identity())
+        hit = await self._lookup(request, key)
+        if hit is not None:
+            self.stats.cache_hits += 1
+            _note_cached()
+            return hit.model_copy(update={"cost": 0.0, "cached": True})
+        inflight: dict[str, asyncio.Future[Completion]] = self._inflight.get()
+        if request.cache != "off" and key in inflight:
+            self.stats.coalesced += 1
+            _note_cached()
+            return (await asyncio.shield(inflight[key])).model_copy(update={"cost": 0.0, "cached": True})
+        self.stats.cache_misses += 1
+        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        if request.cache != "off":
+            inflight[key] = fut
+        try:
+            result = await self.inner.complete(request)
+            self._count_usage(result)
+            await self._save(request, key, result)
+            fut.set_result(result)
+            return result
+        except BaseException as exc:
+            if not fut.done():
+                # Followers get the same error (a cancelled leader hands them a retryable error).
+                fut.set_exception(exc if isinstance(exc, Exception) else
+                                  ProviderTimeout(f"{request.model}: the identical request was cancelled"))
+                fut.exception()  # mark retrieved: followers may not exist
+            raise
+        finally:
+            inflight.pop(key, None)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
+        key = cache_key(request.cache_identity())
+        hit = await self._lookup(request, key)
+        inflight: dict[str, asyncio.Future[Completion]] = self._inflight.get()
+        if hit is None and request.cache != "off" and key in inflight:
+            # Someone is already asking this: wait for their answer and replay it.
+            self.stats.coalesced += 1
+            hit = await asyncio.shield(inflight[key])
+        elif hit is not None:
+            self.stats.cache_hits += 1
+        if hit is not None:
+            _note_cached()
+            hit = hit.model_copy(update={"cost": 0.0, "cached": True})
+            for piece in _replay_pieces(hit.text):
+                yield piece
+            yield hit
+            return
+        self.stats.cache_misses += 1
+        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        if request.cache != "off":
+            inflight[key] = fut
+        try:
+            final: Completion | None = None
+            async for item in self.inner.stream(request):
+                if isinstance(item, Completion):
+                    final = item
+                yield item
+            if final is None:
+                raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
+            self._count_usage(final)
+            await self._save(request, key, final)
+            fut.set_result(final)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc if isinstance(exc, Exception) else
+                                  ProviderTimeout(f"{request.model}: the identical request was cancelled"))
+                fut.exception()
+            raise
+        finally:
+            inflight.pop(key, None)
+
+
+def _replay_pieces(text: str, size: int = 16) -> list[str]:
+    """A cached answer replays as a stream in word-ish pieces, so consumers see the same shape."""
+    pieces: list[str] = []
+    buf = ""
+    for word in text.split(" "):
+        buf = f"{buf} {word}" if buf else word
+        if len(buf) >= size:
+            pieces.append(buf + " ")
+            buf = ""
+    if buf:
+        pieces.append(buf)
+    if pieces and not text.endswith(" ") and pieces[-1].endswith(" ") and "".join(pieces) != text:
+        pieces[-1] = pieces[-1][:-1]
+    return pieces if "".join(pieces) == text else [text]
+
+
+# ---------------------------------------------------------------- fallback
+
+class FallbackBackend:
+    """Try the request's model, then each of ``request.fallbacks``. The caller's own mistakes
+    (bad config, missing key for *every* model) are not hidden: the last error is raised."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    def _chain(self, request: Request) -> list[Request]:
+        return [request] + [request.model_copy(update={"model": m, "fallbacks": []}) for m in request.fallbacks]
+
+    async def complete(self, request: Request) -> Completion:
+        last: Exception | None = None
+        for req in self._chain(request):
+            try:
+                return await self.inner.complete(req)
+            except (ProviderError, UserError) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
+        last: Exception | None = None
+        for req in self._chain(request):
+            started = False
+            try:
+                async for item in self.inner.stream(req):
+                    started = True
+                    yield item
+                return
+            except (ProviderError, UserError) as exc:
+                if started:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+
+def now() -> float:
+    return time.perf_counter()
