@@ -1,0 +1,354 @@
+"""Feed bytes in, normalized ``Article`` objects out. Pure: no network, no disk.
+
+RSS 0.9x/1.0/2.0 and Atom go through feedparser, always handed a byte stream so it can never
+fetch anything itself. JSON Feed 1.x (which feedparser does not read) is parsed here with json.
+Every title and body passes through ``html_to_text``: feed HTML is untrusted.
+"""
+
+from __future__ import annotations
+
+import calendar
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from newsdesk._exceptions import SourceError
+from newsdesk.news._models import Article, Source
+from newsdesk.news._normalize import article_id, content_hash, guess_language, html_to_text
+
+__all__ = ["ParsedFeed", "parse_feed", "MAX_TEXT_CHARS"]
+
+# One article's text is cut here: a feed that inlines a whole book must not blow up a prompt
+# or the store. Far above any real news article.
+MAX_TEXT_CHARS = 50_000
+_TITLE_FROM_TEXT_CHARS = 100
+
+
+@dataclass
+class ParsedFeed:
+    """What one feed yielded: its articles, and warnings about problems that were worked around."""
+
+    articles: list[Article] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    title: str | None = None
+    language: str | None = None
+
+
+def parse_feed(data: bytes, source: Source, *, content_type: str | None = None) -> ParsedFeed:
+    """Parse one feed document. Raises ``SourceError`` when ``data`` is not a usable feed.
+
+    A feed with syntax errors whose entries still parse is used, with a warning; an empty feed
+    gives zero articles. ``source.max_articles`` keeps only the first N entries.
+    """
+    if not data.strip():
+        raise SourceError(source.name, "empty response (no feed in it)")
+    if _looks_like_json(data, content_type):
+        parsed = _parse_json_feed(data, source)
+    else:
+        parsed = _parse_xml_feed(data, source, content_type)
+    if source.max_articles is not None and len(parsed.articles) > source.max_articles:
+        del parsed.articles[source.max_articles :]
+    return parsed
+
+
+# --- XML feeds (feedparser) ------------------------------------------------------------------
+
+# Bozo reasons that say nothing about the document's structure: the feed parsed fine.
+_BENIGN_BOZO = ("NonXMLContentType",)
+_ENCODING_BOZO = ("CharacterEncodingOverride", "CharacterEncodingUnknown")
+_XML_DECL = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*)([\"'])[^\"']*\2", re.IGNORECASE)
+
+
+def _parse_xml_feed(data: bytes, source: Source, content_type: str | None) -> ParsedFeed:
+    warnings: list[str] = []
+    parsed = _feedparse(data, source, content_type)
+    exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    exc_name = type(exc).__name__ if exc is not None else ""
+
+    if exc_name in _ENCODING_BOZO:
+        # feedparser fell back to windows-1252, which turns cp1251 Russian into "Ïðèâåò".
+        # If the bytes read as real Cyrillic words, parse again with that encoding.
+        redecoded = _redecode_cyrillic(data)
+        if redecoded is not None:
+            parsed = _feedparse(redecoded, source, content_type)
+            warnings.append("declared encoding was wrong; read as windows-1251")
+        else:
+            warnings.append(f"declared encoding was wrong; read as {parsed.get('encoding')}")
+        exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
+        exc_name = type(exc).__name__ if exc is not None else ""
+        if exc_name in _ENCODING_BOZO:
+            exc, exc_name = None, ""
+
+    entries = list(parsed.get("entries") or [])
+    version = parsed.get("version") or ""
+    if not entries and not version and _is_html(data):
+        # An HTML page (a site's front page, a login wall) is the commonest wrong URL.
+        raise SourceError(source.name, "not a feed: got an HTML page, not RSS or Atom")
+    if exc is not None and exc_name not in _BENIGN_BOZO:
+        reason = _bozo_reason(exc)
+        if not entries:
+            raise SourceError(source.name, f"not a feed: {reason}")
+        warnings.append(f"feed has errors, used what parsed: {reason}")
+    elif not version:
+        # Well-formed XML (or HTML) that is neither RSS nor Atom.
+        raise SourceError(source.name, f"not a feed: {_what_is_it(data)}")
+
+    feed_meta = parsed.get("feed") or {}
+    feed_title = html_to_text(feed_meta.get("title")) or None
+    feed_lang = feed_meta.get("language") or None
+    result = ParsedFeed(warnings=warnings, title=feed_title, language=feed_lang)
+    skipped = 0
+    for entry in entries:
+        article = _article_from_entry(entry, source, feed_lang)
+        if article is None:
+            skipped += 1
+        else:
+            result.articles.append(article)
+    if skipped:
+        result.warnings.append(f"skipped {skipped} entries with neither title nor text")
+    return result
+
+
+def _feedparse(data: bytes, source: Source, content_type: str | None) -> Any:
+    import feedparser  # lazily: slow to import, and only the XML path needs it
+
+    headers = {"content-type": content_type or "application/xml"}
+    if source.url.startswith(("http://", "https://")):
+        # Lets feedparser resolve relative links ("/story/1") against the feed's address.
+        headers["content-location"] = source.url
+    # BytesIO, not bytes or str: feedparser treats a string as a URL or file name to open.
+    return feedparser.parse(io.BytesIO(data), response_headers=headers)
+
+
+def _redecode_cyrillic(data: bytes) -> bytes | None:
+    """The document re-encoded as UTF-8 if it reads as windows-1251 Russian, else None."""
+    try:
+        text = data.decode("cp1251")
+    except UnicodeDecodeError:
+        return None
+    # Real cp1251 text has whole Cyrillic words; Latin text with accents ("café") decoded as
+    # cp1251 gives words mixing Latin and Cyrillic letters ("cafй").
+    pure = mixed = 0
+    for word in re.findall(r"[^\W\d_]+", text):
+        has_cyr = any("\u0400" <= ch <= "\u04ff" for ch in word)
+        if not has_cyr:
+            continue
+        if all("\u0400" <= ch <= "\u04ff" for ch in word):
+            pure += 1
+        else:
+            mixed += 1
+    if pure < 3 or pure < 4 * mixed:
+        return None
+    utf8 = text.encode("utf-8")
+    # The declaration still says whatever was wrong; make it tell the truth.
+    return _XML_DECL.sub(rb"\1\2utf-8\2", utf8, count=1)
+
+
+def _bozo_reason(exc: BaseException) -> str:
+    get_line = getattr(exc, "getLineNumber", None)
+    get_msg = getattr(exc, "getMessage", None)
+    if callable(get_line) and callable(get_msg):  # xml.sax.SAXParseException
+        return f"XML syntax error at line {get_line()} ({get_msg()})"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _is_html(data: bytes) -> bool:
+    head = data[:2048].lstrip().lower()
+    return head.startswith(b"<!doctype html") or b"<html" in head
+
+
+def _what_is_it(data: bytes) -> str:
+    head = data[:2048].lstrip().lower()
+    if head.startswith(b"<"):
+        return "XML but neither RSS nor Atom"
+    return "no RSS, Atom or JSON Feed found"
+
+
+def _struct_to_dt(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        # feedparser normalizes every date to a UTC struct_time.
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _entry_body(entry: Any) -> str:
+    # Atom/RSS may carry both a summary and full content; the longest one is the article.
+    candidates: list[str] = []
+    for item in entry.get("content") or []:
+        value = item.get("value") if isinstance(item, dict) else None
+        if value:
+            candidates.append(value)
+    for key in ("summary", "description"):
+        value = entry.get(key)
+        if value:
+            candidates.append(value)
+    texts = [html_to_text(c) for c in candidates]
+    return max(texts, key=len, default="")
+
+
+def _article_from_entry(entry: Any, source: Source, feed_lang: str | None) -> Article | None:
+    title = html_to_text(entry.get("title"))
+    text = _entry_body(entry)[:MAX_TEXT_CHARS]
+    if not title and not text:
+        return None
+    guid = (entry.get("id") or "").strip() or None
+    url = (entry.get("link") or "").strip()
+    if not url and guid and guid.startswith(("http://", "https://")):
+        url = guid
+    return _make_article(
+        source=source,
+        guid=guid,
+        url=url,
+        title=title,
+        text=text,
+        published=_struct_to_dt(entry.get("published_parsed") or entry.get("updated_parsed")),
+        author=html_to_text(entry.get("author")) or None,
+        declared_lang=entry.get("language") or feed_lang,
+    )
+
+
+def _make_article(
+    *,
+    source: Source,
+    guid: str | None,
+    url: str,
+    title: str,
+    text: str,
+    published: datetime | None,
+    author: str | None,
+    declared_lang: str | None,
+) -> Article:
+    if not title:
+        # Some feeds (micro-posts) have no titles; the text's start reads better than nothing.
+        title = text[:_TITLE_FROM_TEXT_CHARS].rsplit(" ", 1)[0] + (
+            "…" if len(text) > _TITLE_FROM_TEXT_CHARS else ""
+        )
+    return Article(
+        id=article_id(source=source.name, guid=guid, url=url, title=title),
+        source=source.name,
+        url=url,
+        title=title,
+        text=text,
+        published=published,
+        author=author,
+        language=guess_language(f"{title} {text}", declared_lang),
+        guid=guid,
+        content_hash=content_hash(title, text),
+        sources=[source.name],
+    )
+
+
+# --- JSON Feed -------------------------------------------------------------------------------
+
+
+def _looks_like_json(data: bytes, content_type: str | None) -> bool:
+    if content_type and "json" in content_type.lower():
+        return True
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{")
+
+
+def _parse_json_feed(data: bytes, source: Source) -> ParsedFeed:
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise SourceError(source.name, "not a feed: JSON that is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise SourceError(
+            source.name, f"not a feed: JSON syntax error at line {exc.lineno} ({exc.msg})"
+        ) from None
+    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(
+        "https://jsonfeed.org/version/"
+    ):
+        raise SourceError(source.name, "not a feed: JSON without a JSON Feed version")
+    items = doc.get("items")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise SourceError(source.name, "not a feed: JSON Feed 'items' is not a list")
+
+    feed_lang = doc.get("language") if isinstance(doc.get("language"), str) else None
+    result = ParsedFeed(title=html_to_text(_str(doc.get("title"))) or None, language=feed_lang)
+    feed_author = _json_author(doc)
+    skipped = bad = 0
+    for item in items:
+        if not isinstance(item, dict):
+            bad += 1
+            continue
+        title = html_to_text(_str(item.get("title")))
+        bodies = [
+            html_to_text(_str(item.get(k))) for k in ("content_html", "content_text", "summary")
+        ]
+        text = max(bodies, key=len)[:MAX_TEXT_CHARS]
+        if not title and not text:
+            skipped += 1
+            continue
+        # JSON Feed 1.0 allowed numeric ids; 1.1 says string. Accept both.
+        raw_id = item.get("id")
+        guid = (
+            str(raw_id).strip() if isinstance(raw_id, (str, int)) and str(raw_id).strip() else None
+        )
+        url = _str(item.get("url")).strip() or _str(item.get("external_url")).strip()
+        published, date_ok = _iso_date(item.get("date_published") or item.get("date_modified"))
+        if not date_ok:
+            result.warnings.append(f"unreadable date in item {guid or url or title[:40]!r}")
+        item_lang = item.get("language") if isinstance(item.get("language"), str) else None
+        result.articles.append(
+            _make_article(
+                source=source,
+                guid=guid,
+                url=url,
+                title=title,
+                text=text,
+                published=published,
+                author=_json_author(item) or feed_author,
+                declared_lang=item_lang or feed_lang,
+            )
+        )
+    if skipped:
+        result.warnings.append(f"skipped {skipped} entries with neither title nor text")
+    if bad:
+        result.warnings.append(f"skipped {bad} items that are not JSON objects")
+    return result
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _json_author(obj: dict[str, Any]) -> str | None:
+    authors = obj.get("authors")  # 1.1
+    if isinstance(authors, list):
+        names = [html_to_text(_str(a.get("name"))) for a in authors if isinstance(a, dict)]
+        names = [n for n in names if n]
+        if names:
+            return ", ".join(names)
+    author = obj.get("author")  # 1.0
+    if isinstance(author, dict):
+        return html_to_text(_str(author.get("name"))) or None
+    return None
+
+
+def _iso_date(value: Any) -> tuple[datetime | None, bool]:
+    """(date, ok): RFC 3339 as JSON Feed requires; naive times are taken as UTC."""
+    if not value:
+        return None, True
+    if not isinstance(value, str):
+        return None, False
+    text = value.strip()
+    if text.endswith(("Z", "z")):  # fromisoformat accepts "Z" only from Python 3.11
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None, False
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC), True
