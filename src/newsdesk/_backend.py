@@ -245,3 +245,26 @@ class LiteLLMBackend:
         with contextlib.suppress(Exception):
             cost = float(litellm.completion_cost(model=request.model, prompt="", completion=text)) or None
         yield Completion(text=text, model=request.model, finish_reason=finish or "stop", usage=usage, cost=cost)
+
+
+def check_model(model: str, *, api_base: str | None = None, api_key: str | None = None) -> None:
+    """Fail early, with one clear line, for an unknown model or a remote model without its key."""
+    if model.startswith("local/") or model in ("fast", "strong"):
+        return
+    litellm = import_litellm()
+    try:
+        litellm.get_llm_provider(model, api_base=api_base)
+    except Exception as exc:
+        raise UnknownModelError(
+            f"unknown model {model!r}: use a LiteLLM model string such as 'openai/gpt-4o-mini', "
+            "'openrouter/openai/gpt-4o-mini', 'ollama/llama3', or 'local/smollm2'"
+        ) from exc
+    if api_key or api_base:
+        return
+    try:
+        env = litellm.validate_environment(model)
+    except Exception:
+        return
+    missing = [k for k in env.get("missing_keys", []) if k.endswith(("_KEY", "_TOKEN"))]
+    if missing:
+        raise MissingAPIKeyError(f"{model} needs an API key: set {' or '.join(missing)} in the environment")

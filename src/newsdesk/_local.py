@@ -61,7 +61,9 @@ def get_llama(name: str) -> tuple[Any, threading.Lock]:
                 from llama_cpp import Llama
             except ModuleNotFoundError as exc:
                 raise MissingExtraError("the embedded model", "local") from exc
-            threads = int(os.environ.get("NEWSDESK_LOCAL_THREADS", "0")) or max(1, os.cpu_count() or 1)
+            # Half the cores: llama.cpp's threads spin-wait at every barrier, and with all cores
+            # busy (fetching, embedding, another process) generation slowed 4x here; 1 thread of 2 did not.
+            threads = int(os.environ.get("NEWSDESK_LOCAL_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
             _loaded[name] = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, verbose=False,
                                   seed=0)
             _gen_locks[name] = threading.Lock()

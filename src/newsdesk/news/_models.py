@@ -81,6 +81,10 @@ class ArticleAnalysis(BaseModel):
     summary: str = Field(description="One sentence saying what happened.", max_length=400)
     topic: Topic = Field(description="The article's main topic.")
     tone: Tone = Field(description="The overall tone of the news for the people involved.")
-    sentiment: float = Field(description="Sentiment from -1 (very negative) to 1 (very positive).", ge=-1, le=1)
-    key_facts: list[str] = Field(default_factory=list, max_length=5, description="Up to 5 key facts.")
+    sentiment: float = Field(
+        description="Sentiment from -1 (very negative) to 1 (very positive).", ge=-1, le=1
+    )
+    key_facts: list[str] = Field(
+        default_factory=list, max_length=5, description="Up to 5 key facts."
+    )
     entities: Entities = Field(default_factory=Entities)
