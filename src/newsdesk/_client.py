@@ -99,18 +99,28 @@ class Gateway:
         request = self._prepare(request)
         info = begin_call()
         started = time.perf_counter()
-        text = ""
-        final: Completion | None = None
-        async for item in self.stack.stream(request):
-            if isinstance(item, Completion):
-                final = item
-                continue
-            text += item
-            partial = parse_partial(text) if request.answer_model is not None else None
-            yield Chunk(content=item, partial=partial)
-        if final is None:
-            raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
-        value = self._value(request, final)
+        attempt = 0
+        while True:
+            text = ""
+            final: Completion | None = None
+            async for item in self.stack.stream(request):
+                if isinstance(item, Completion):
+                    final = item
+                    continue
+                text += item
+                partial = parse_partial(text) if request.answer_model is not None else None
+                yield Chunk(content=item, partial=partial)
+            if final is None:
+                raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
+            try:
+                value = self._value(request, final)
+                break
+            except BadResponse:
+                attempt += 1
+                if attempt > request.retries:
+                    raise
+                request = _ask_again(request, final)
+                yield Chunk(restart=True)
         response = _response(request, final, value, started, info.attempts, info.cached)
         yield Chunk(content="", partial=value if request.answer_model else None, done=True, response=response)
 

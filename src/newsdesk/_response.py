@@ -59,4 +59,5 @@ class Chunk(BaseModel):
     content: str = ""
     partial: Any = None
     done: bool = False
+    restart: bool = False  # the answer so far was invalid and is being asked again: drop its text
     response: Response | None = None

@@ -1,0 +1,149 @@
+"""One article's analysis: the self-contained, idempotent unit of work.
+
+``analyze_article(article, ...)`` takes a serialisable ``Article`` and returns a serialisable
+``AnalysisResult``; it needs nothing but a ``Gateway`` (cache, limits, retries) and optionally
+the embedding step, so a job queue worker on another machine could run it as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from newsdesk._client import Gateway
+from newsdesk._exceptions import NewsdeskError
+from newsdesk._request import Request
+from newsdesk.news._models import Article, ArticleAnalysis, Entities
+from newsdesk.news._prompt import PROMPT_VERSION, LLMAnalysis, LLMAnalysisWithTopic, build_messages, to_analysis
+
+
+class AnalysisResult(BaseModel):
+    article_id: str
+    analysis: ArticleAnalysis
+    model: str
+    prompt_version: str = PROMPT_VERSION
+    cached: bool = False
+    latency: float = 0.0
+    topic_by: Literal["llm", "embedding"] = "llm"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    vector: bytes | None = None
+
+
+_WORD = re.compile(r"[\w'’-]+", re.U)
+_STOP = frozenset(
+    "a an the of to in on at for and or but is are was were be been by with from that this it its as "
+    "has have had will would said says not no".split()
+)
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower().strip("'’-") for w in _WORD.findall(text)]
+
+
+def grounded(phrase: str, source_words: set[str], *, need: float) -> bool:
+    """Whether enough of a phrase's content words occur in the article (guards against invention)."""
+    words = [w for w in _words(phrase) if w not in _STOP]
+    if not words:
+        return False
+    hits = sum(1 for w in words if w in source_words)
+    return hits / len(words) >= need
+
+
+def ground(analysis: dict[str, Any], entities: Entities, article: Article) -> tuple[dict[str, Any], Entities]:
+    """Drop entities not found in the article and key facts mostly made of words it doesn't contain."""
+    source_words = set(_words(f"{article.title} {article.text}"))
+    facts = [f.strip() for f in analysis.get("key_facts", []) if f and f.strip()]
+    analysis["key_facts"] = [f for f in facts if grounded(f, source_words, need=0.75)][:5]
+    seen: set[str] = set()
+
+    def keep(names: list[str]) -> list[str]:
+        out = []
+        for n in names:
+            n = n.strip()
+            key = n.lower()
+            if n and key not in seen and grounded(n, source_words, need=1.0):
+                seen.add(key)
+                out.append(n)
+        return out[:8]
+
+    ents = Entities(people=keep(entities.people), organizations=keep(entities.organizations),
+                    places=keep(entities.places))
+    return analysis, ents
+
+
+def analysis_request(article: Article, *, model: str, with_topic: bool, lang: str | None = None,
+                     api_base: str | None = None, extra: dict[str, Any] | None = None) -> Request:
+    return Request(
+        model=model,
+        messages=build_messages(article, with_topic=with_topic, lang=lang),
+        answer_model=LLMAnalysisWithTopic if with_topic else LLMAnalysis,
+        temperature=0.0,
+        max_tokens=400,
+        api_base=api_base,
+        extra=extra or {},
+    )
+
+
+TopicFn = Callable[[Article], tuple[str, bytes | None]]
+"""Embedding step: article -> (topic, vector bytes). Blocking; run in a thread."""
+
+
+async def analyze_article(
+    article: Article,
+    gateway: Gateway,
+    *,
+    model: str,
+    topic_fn: TopicFn | None = None,
+    llm_topic: bool = True,
+    lang: str | None = None,
+    api_base: str | None = None,
+    on_delta: Callable[[str], None] | None = None,
+) -> AnalysisResult:
+    """Analyze one article. With ``topic_fn`` the embedding classifier runs beside the LLM call
+    (concurrently, in a thread) and its topic is used when ``llm_topic`` is False."""
+    if not llm_topic and topic_fn is None:
+        raise ValueError("without an embedding step the LLM must pick the topic (llm_topic=True)")
+    started = time.perf_counter()
+    request = analysis_request(article, model=model, with_topic=llm_topic, lang=lang, api_base=api_base)
+    embed_task = asyncio.create_task(asyncio.to_thread(topic_fn, article)) if topic_fn else None
+    try:
+        final = None
+        async for chunk in gateway.stream(request):
+            if chunk.content and on_delta is not None:
+                on_delta(chunk.content)
+            if chunk.done:
+                final = chunk.response
+        assert final is not None
+    except BaseException:
+        if embed_task is not None:
+            embed_task.cancel()
+            await asyncio.gather(embed_task, return_exceptions=True)
+        raise
+    vector: bytes | None = None
+    topic_by: Literal["llm", "embedding"] = "llm"
+    raw: BaseModel = final.value
+    topic = getattr(raw, "topic", None)
+    if embed_task is not None:
+        try:
+            emb_topic, vector = await embed_task
+        except NewsdeskError:
+            emb_topic = None
+        if emb_topic is not None and (topic is None or not llm_topic):
+            topic, topic_by = emb_topic, "embedding"
+    data, ents = to_analysis(raw, topic)  # type: ignore[arg-type]
+    data, ents = ground(data, ents, article)
+    analysis = ArticleAnalysis(**data, entities=ents)
+    return AnalysisResult(
+        article_id=article.id, analysis=analysis, model=final.model, cached=final.cached,
+        latency=time.perf_counter() - started, topic_by=topic_by,
+        prompt_tokens=0 if final.cached else final.usage.prompt_tokens,
+        completion_tokens=0 if final.cached else final.usage.completion_tokens,
+        cost=0.0 if final.cached else (final.cost or 0.0), vector=vector,
+    )

