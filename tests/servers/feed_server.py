@@ -11,7 +11,9 @@ Routes
                          If-None-Match / If-Modified-Since (defaults: rss, atom, rdf, json)
     /hang                accepts the request and never answers
     /slow-body           sends headers, then one byte per second
-    /slow?delay=0.3      answers the RSS feed after a delay; tracks requests in flight
+    /slow?delay=0.3&group=g   answers the RSS feed after a delay; tracks requests in flight
+                         per group (default: the path), see max_inflight()
+    /article             an HTML news article page (for full-text extraction)
     /429?retry_after=1&times=1[&date=1]   429 (Retry-After seconds, or an HTTP-date with
                          date=1) the first `times` requests for this exact path+query, then OK
     /flaky500            500 twice per path+query, then OK
@@ -123,6 +125,24 @@ XSS_RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 </channel></rss>
 """
 
+ARTICLE_HTML = b"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Harbour bridge reopens | Test Gazette</title>
+<script>var tracking = "should never be extracted";</script></head>
+<body>
+<nav><a href="/">Home</a> <a href="/sport">Sport</a> <a href="/weather">Weather</a></nav>
+<article>
+<h1>Harbour bridge reopens after six weeks of repairs</h1>
+<p>The harbour bridge reopened to traffic on Monday morning after six weeks of repairs to its
+steel deck, ending long detours for thousands of commuters who cross the river every day.</p>
+<p>Engineers replaced more than two hundred corroded bolts and resurfaced both lanes. The city
+said the work finished four days ahead of schedule and slightly under its budget.</p>
+<p>Cyclists will get a separate protected lane on the eastern side from next month, once the
+new barriers have been delivered and installed by the contractor.</p>
+</article>
+<footer>Copyright Test Gazette. All rights reserved.</footer>
+</body></html>
+"""
+
 HUGE_SIZE = 10 * 1024 * 1024
 
 DEFAULT_FEEDS: dict[str, tuple[bytes, str]] = {
@@ -162,10 +182,10 @@ class FeedServer:
         with self._state.lock:
             return dict(self._state.headers.get(path, {}))
 
-    def max_inflight(self, path: str) -> int:
-        """The most requests for ``path`` (no query) that were in progress at one time."""
+    def max_inflight(self, group: str) -> int:
+        """The most /slow requests of ``group`` (default group: "/slow") in progress at one time."""
         with self._state.lock:
-            return self._state.max_inflight[path]
+            return self._state.max_inflight[group]
 
     def set_feed(self, name: str, body: bytes, content_type: str = RSS_TYPE) -> None:
         with self._state.lock:
@@ -234,7 +254,7 @@ def _build_app(state: _State) -> Any:
 
     async def slow(request: Request) -> Response:
         delay = float(request.query_params.get("delay", "0.3"))
-        path = request.url.path
+        path = request.query_params.get("group", request.url.path)
         with state.lock:
             state.inflight[path] += 1
             state.max_inflight[path] = max(state.max_inflight[path], state.inflight[path])
@@ -307,6 +327,9 @@ def _build_app(state: _State) -> Any:
     async def xss(request: Request) -> Response:
         return Response(XSS_RSS, media_type=RSS_TYPE)
 
+    async def article(request: Request) -> Response:
+        return Response(ARTICLE_HTML, media_type="text/html; charset=utf-8")
+
     app = Starlette(
         routes=[
             Route("/feeds/{name}", feeds),
@@ -326,6 +349,7 @@ def _build_app(state: _State) -> Any:
             Route("/empty", empty),
             Route("/not-a-feed", not_a_feed),
             Route("/xss", xss),
+            Route("/article", article),
         ]
     )
 

@@ -120,7 +120,9 @@ def _feedparse(data: bytes, source: Source, content_type: str | None) -> Any:
         # Lets feedparser resolve relative links ("/story/1") against the feed's address.
         headers["content-location"] = source.url
     # BytesIO, not bytes or str: feedparser treats a string as a URL or file name to open.
-    return feedparser.parse(io.BytesIO(data), response_headers=headers)
+    # sanitize_html=False: feedparser's sanitizer removes an <iframe> tag but keeps the text
+    # inside it; html_to_text drops such elements whole, so it must see the raw markup.
+    return feedparser.parse(io.BytesIO(data), response_headers=headers, sanitize_html=False)
 
 
 def _redecode_cyrillic(data: bytes) -> bytes | None:
@@ -227,9 +229,9 @@ def _make_article(
 ) -> Article:
     if not title:
         # Some feeds (micro-posts) have no titles; the text's start reads better than nothing.
-        title = text[:_TITLE_FROM_TEXT_CHARS].rsplit(" ", 1)[0] + (
-            "…" if len(text) > _TITLE_FROM_TEXT_CHARS else ""
-        )
+        title = text
+        if len(text) > _TITLE_FROM_TEXT_CHARS:
+            title = text[:_TITLE_FROM_TEXT_CHARS].rsplit(" ", 1)[0] + "…"
     return Article(
         id=article_id(source=source.name, guid=guid, url=url, title=title),
         source=source.name,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -411,22 +413,31 @@ def _phrase(resp: httpx.Response) -> str:
 
 def _connect_reason(exc: httpx.ConnectError) -> tuple[str, bool]:
     """A short reason for a failed connection, and whether trying again could help."""
-    text = str(exc)
-    low = text.lower()
-    if (
-        "name or service not known" in low
-        or "nodename nor servname" in low
-        or "getaddrinfo" in low
-        or "no address associated" in low
-    ):
+    # httpx's message is often just "All connection attempts failed"; the cause chain holds
+    # the OSError that says what actually happened.
+    chain: list[BaseException] = []
+    node: BaseException | None = exc
+    while node is not None and len(chain) < 10:
+        chain.append(node)
+        node = node.__cause__ or node.__context__
+    for err in chain:
+        if isinstance(err, socket.gaierror):
+            return "could not resolve the host name", False
+        if isinstance(err, ssl.SSLError):
+            return f"TLS error: {getattr(err, 'reason', None) or 'handshake failed'}", False
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused", True
+    text = " ".join(str(e) for e in chain).lower()
+    if "name or service not known" in text or "nodename nor servname" in text:
         return "could not resolve the host name", False
-    if "certificate" in low or "ssl" in low or "tls" in low:
-        return "TLS error: " + (text.splitlines()[0][:120] if text else "handshake failed"), False
-    if "refused" in low:
+    if "certificate" in text:
+        return "TLS error: certificate verification failed", False
+    if "refused" in text:
         return "connection refused", True
-    if "unreachable" in low:
+    if "unreachable" in text:
         return "network unreachable", True
-    return "connection failed" + (f": {text.splitlines()[0][:120]}" if text else ""), True
+    first = str(exc).splitlines()[0][:120] if str(exc) else ""
+    return "connection failed" + (f": {first}" if first else ""), True
 
 
 def _read_limited(path: Path, max_bytes: int) -> tuple[bytes, float]:
