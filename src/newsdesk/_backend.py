@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -95,6 +96,23 @@ def translate_errors(model: str) -> Iterator[None]:
         raise _translate(exc, model) from exc
 
 
+def _malformed_reply(exc: BaseException) -> bool:
+    """A reply that arrived (no HTTP error status) but whose body did not parse. LiteLLM reports
+    it as a 500 or a connection error; the JSON error in the exception chain gives it away."""
+    import httpx
+
+    seen: set[int] = set()
+    parse_error = False
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, httpx.HTTPStatusError):
+            return False  # the provider answered with an error status: not a malformed reply
+        parse_error = parse_error or isinstance(e, json.JSONDecodeError)
+        e = e.__cause__ or e.__context__
+    return parse_error
+
+
 def _translate(exc: Exception, model: str) -> NewsdeskError:
     import litellm
 
@@ -123,6 +141,8 @@ def _translate(exc: Exception, model: str) -> NewsdeskError:
         if "api_key" in low or "api key" in low:
             return MissingAPIKeyError(f"{model}: no API key ({msg})")
         return ConfigError(f"{model}: the provider refused the request: {msg}")
+    if status in (None, 500) and _malformed_reply(exc):
+        return BadResponse(f"{model}: malformed reply from the provider: {msg}", model=model)
     if isinstance(exc, (litellm.exceptions.APIConnectionError, litellm.exceptions.ServiceUnavailableError,
                         litellm.exceptions.InternalServerError, litellm.exceptions.BadGatewayError)):
         if "api_key" in msg.lower() or "api key" in msg.lower():

@@ -86,14 +86,30 @@ def _params(messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> 
     return p
 
 
-def _generate(name: str, params: dict[str, Any], stop_flag: threading.Event | None = None) -> Iterator[dict[str, Any]]:
-    """Yield llama.cpp stream chunks; holds the model's lock for the whole generation."""
+def _generate(name: str, params: dict[str, Any], stop_flag: threading.Event | None = None,
+              *, locked: bool = False) -> Iterator[dict[str, Any]]:
+    """Yield llama.cpp stream chunks; holds the model's lock for the whole generation
+    (``locked=True``: the caller already holds it, and it is released here at the end)."""
     llama, gen_lock = get_llama(name)
-    with gen_lock:
+    if not locked:
+        gen_lock.acquire()
+    try:
         for chunk in llama.create_chat_completion(stream=True, **params):
             if stop_flag is not None and stop_flag.is_set():
                 break
             yield chunk
+    finally:
+        gen_lock.release()
+
+
+async def acquire_generation(name: str) -> None:
+    """Wait for the model without parking a worker thread: requests queued behind a generation
+    must not use up the default executor that other async work (embeddings, file reads) needs."""
+    _, gen_lock = await asyncio.to_thread(get_llama, name)
+    delay = 0.002
+    while not gen_lock.acquire(blocking=False):
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def _split_model(model: str) -> str:
@@ -123,9 +139,9 @@ def build_handler(litellm: Any) -> Any:
         """LiteLLM custom provider for in-process llama.cpp models."""
 
         def _run(self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any],
-                 stop_flag: threading.Event | None = None) -> Iterator[tuple[str, str | None]]:
+                 stop_flag: threading.Event | None = None, locked: bool = False) -> Iterator[tuple[str, str | None]]:
             name = _split_model(model)
-            for chunk in _generate(name, _params(messages, optional_params), stop_flag):
+            for chunk in _generate(name, _params(messages, optional_params), stop_flag, locked=locked):
                 choice = chunk["choices"][0]
                 yield choice["delta"].get("content") or "", choice.get("finish_reason")
 
@@ -135,7 +151,7 @@ def build_handler(litellm: Any) -> Any:
             started = time.monotonic()
             parts: list[str] = []
             finish = "stop"
-            for text, fr in self._run(model, messages, optional_params):
+            for text, fr in self._run(model, messages, optional_params, locked=kwargs.pop("_locked", False)):
                 parts.append(text)
                 if fr:
                     finish = fr
@@ -150,7 +166,9 @@ def build_handler(litellm: Any) -> Any:
             return model_response
 
         async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
-            return await asyncio.to_thread(self.completion, *args, **kwargs)
+            model = kwargs.get("model") or args[0]
+            await acquire_generation(_split_model(model))
+            return await asyncio.to_thread(self.completion, *args, _locked=True, **kwargs)
 
         def streaming(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
                       model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any,
@@ -174,12 +192,13 @@ def build_handler(litellm: Any) -> Any:
             queue: asyncio.Queue[Any] = asyncio.Queue()
             stop_flag = threading.Event()
             done = object()
+            await acquire_generation(_split_model(model))
 
             def work() -> None:
                 try:
                     parts: list[str] = []
                     finish: str | None = None
-                    for text, fr in self._run(model, messages, optional_params, stop_flag):
+                    for text, fr in self._run(model, messages, optional_params, stop_flag, locked=True):
                         parts.append(text)
                         finish = fr or finish
                         if text:

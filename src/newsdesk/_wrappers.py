@@ -383,6 +383,19 @@ def _replay_pieces(text: str, size: int = 16) -> list[str]:
 
 # ---------------------------------------------------------------- fallback
 
+def _provider(model: str) -> str:
+    return model.split("/", 1)[0] if "/" in model else ""
+
+
+def _fallback_request(request: Request, model: str) -> Request:
+    """The request for a fallback model. The endpoint and key belong to the primary's provider:
+    a fallback on another provider must not be sent there (nor be handed that provider's key)."""
+    update: dict[str, Any] = {"model": model, "fallbacks": []}
+    if _provider(model) != _provider(request.model):
+        update.update(api_base=None, api_key=None)
+    return request.model_copy(update=update)
+
+
 class FallbackBackend:
     """Try the request's model, then each of ``request.fallbacks``. The caller's own mistakes
     (bad config, missing key for *every* model) are not hidden: the last error is raised."""
@@ -391,7 +404,7 @@ class FallbackBackend:
         self.inner = inner
 
     def _chain(self, request: Request) -> list[Request]:
-        return [request] + [request.model_copy(update={"model": m, "fallbacks": []}) for m in request.fallbacks]
+        return [request] + [_fallback_request(request, m) for m in request.fallbacks]
 
     async def complete(self, request: Request) -> Completion:
         last: Exception | None = None

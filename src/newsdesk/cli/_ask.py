@@ -61,6 +61,7 @@ async def _stream_one(gateway, request) -> None:  # type: ignore[no-untyped-def]
             out.flush()
         if chunk.done and chunk.response is not None:
             out.write("\n")
+            out.flush()
             r = chunk.response
             note = " (from cache)" if r.cached else ""
             err.print(f"[dim]{r.model} · {r.usage.completion_tokens} tokens · {r.latency:.2f} s{note}[/dim]")

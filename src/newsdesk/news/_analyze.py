@@ -56,6 +56,21 @@ def grounded(phrase: str, source_words: set[str], *, need: float) -> bool:
     return hits / len(words) >= need
 
 
+def normalize_sentiment(value: float, tone: str) -> float:
+    """Sentiment in [-1, 1] that agrees with the tone. Small models answer 7 for "fairly positive"
+    or 0.8 beside "negative"; a score that contradicts the tone it came with is not trusted."""
+    if abs(value) > 1:
+        value = value / 10 if abs(value) <= 10 else (1.0 if value > 0 else -1.0)
+    value = max(-1.0, min(1.0, value))
+    if tone == "negative" and value >= 0:
+        value = -max(abs(value), 0.5)
+    elif tone == "positive" and value <= 0:
+        value = max(abs(value), 0.5)
+    elif tone == "neutral" and abs(value) > 0.3:
+        value = 0.3 if value > 0 else -0.3
+    return round(value, 2)
+
+
 def ground(analysis: dict[str, Any], entities: Entities, article: Article) -> tuple[dict[str, Any], Entities]:
     """Drop entities not found in the article and key facts mostly made of words it doesn't contain."""
     source_words = set(_words(f"{article.title} {article.text}"))
@@ -85,7 +100,7 @@ def analysis_request(article: Article, *, model: str, with_topic: bool, lang: st
         messages=build_messages(article, with_topic=with_topic, lang=lang),
         answer_model=LLMAnalysisWithTopic if with_topic else LLMAnalysis,
         temperature=0.0,
-        max_tokens=400,
+        max_tokens=360,
         api_base=api_base,
         extra=extra or {},
     )
@@ -139,6 +154,7 @@ async def analyze_article(
             topic, topic_by = emb_topic, "embedding"
     data, ents = to_analysis(raw, topic)  # type: ignore[arg-type]
     data, ents = ground(data, ents, article)
+    data["sentiment"] = normalize_sentiment(float(data.get("sentiment", 0.0)), str(data.get("tone")))
     analysis = ArticleAnalysis(**data, entities=ents)
     return AnalysisResult(
         article_id=article.id, analysis=analysis, model=final.model, cached=final.cached,

@@ -251,10 +251,13 @@ def _make_article(
 
 
 def _looks_like_json(data: bytes, content_type: str | None) -> bool:
-    if content_type and "json" in content_type.lower():
-        return True
+    # The body decides first: servers often label feeds wrongly ("application/json" on RSS).
     head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"{")
+    if head.startswith(b"{"):
+        return True
+    if head.startswith(b"<"):
+        return False
+    return bool(content_type and "json" in content_type.lower())
 
 
 def _parse_json_feed(data: bytes, source: Source) -> ParsedFeed:

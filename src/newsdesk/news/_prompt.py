@@ -23,14 +23,14 @@ MAX_ARTICLE_CHARS = 2400  # the embedded model has a 2048-token window; leave ro
 _DELIM = re.compile(r"</?\s*article\s*>", re.I)
 
 
-Name = Annotated[str, StringConstraints(max_length=60)]
-Fact = Annotated[str, StringConstraints(max_length=160)]
+Name = Annotated[str, StringConstraints(max_length=48)]
+Fact = Annotated[str, StringConstraints(max_length=140)]
 
 
 class LLMEntities(BaseModel):
-    people: list[Name] = Field(default_factory=list, max_length=5)
-    organizations: list[Name] = Field(default_factory=list, max_length=5)
-    places: list[Name] = Field(default_factory=list, max_length=5)
+    people: list[Name] = Field(default_factory=list, max_length=4)
+    organizations: list[Name] = Field(default_factory=list, max_length=4)
+    places: list[Name] = Field(default_factory=list, max_length=4)
 
 
 class LLMAnalysis(BaseModel):
@@ -38,19 +38,19 @@ class LLMAnalysis(BaseModel):
     later fields better (measured in bench/quality.py); lengths are bounded so a model that loops
     stops at the schema's limit instead of running into max_tokens."""
 
-    summary: str = Field(description="One sentence: what happened.", max_length=300)
+    summary: str = Field(description="One sentence: what happened.", max_length=240)
     tone: Tone = Field(description="positive, neutral or negative news for the people involved")
-    sentiment: float = Field(description="-1 very negative … 1 very positive", ge=-1, le=1)
-    key_facts: list[Fact] = Field(default_factory=list, max_length=4, description="Short facts stated in the article.")
+    sentiment: float = Field(description="-1 very negative … 1 very positive")
+    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description="Short facts stated in the article.")
     entities: LLMEntities = Field(default_factory=LLMEntities)
 
 
 class LLMAnalysisWithTopic(BaseModel):
-    summary: str = Field(description="One sentence: what happened.", max_length=300)
+    summary: str = Field(description="One sentence: what happened.", max_length=240)
     topic: Topic
     tone: Tone = Field(description="positive, neutral or negative news for the people involved")
-    sentiment: float = Field(description="-1 very negative … 1 very positive", ge=-1, le=1)
-    key_facts: list[Fact] = Field(default_factory=list, max_length=4, description="Short facts stated in the article.")
+    sentiment: float = Field(description="-1 very negative … 1 very positive")
+    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description="Short facts stated in the article.")
     entities: LLMEntities = Field(default_factory=LLMEntities)
 
 
