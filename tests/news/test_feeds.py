@@ -264,3 +264,10 @@ def test_feedparser_never_fetches(tmp_path: Path) -> None:
         parse_feed(str(target).encode(), SRC)
     with pytest.raises(SourceError):
         parse_feed(b"http://127.0.0.1:9/feed.xml", SRC)
+
+
+def test_body_decides_format_over_wrong_content_type() -> None:
+    assert parse_feed(SAMPLE_RSS, SRC, content_type="application/json").articles
+    assert parse_feed(SAMPLE_JSON, SRC, content_type="text/xml").articles
+    with pytest.raises(SourceError, match="JSON syntax error"):
+        parse_feed(b"not json, not xml", SRC, content_type="application/feed+json")
