@@ -1,0 +1,79 @@
+"""``newsdesk analyze``, ``history`` and ``show``: thin consumers of the pipeline's event stream."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from newsdesk.cli._app import ApiBaseOpt, CacheOpt, ModelOpt, app
+
+
+@app.command()
+def analyze(
+    sources: Annotated[list[str] | None, typer.Argument(help="Feed URLs, feed files, OPML or sources.toml files. "
+                                                        "None: the bundled demo feeds.")] = None,
+    sources_file: Annotated[Path | None, typer.Option("--sources", help="A sources file (TOML) or OPML.")] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=200, help="Analyses in flight.")] = 4,
+    fetch_concurrency: Annotated[int, typer.Option("--fetch-concurrency", min=1, max=200, help="Sources fetched at once.")] = 8,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Seconds to fetch one source, retries included.")] = None,
+    cache: CacheOpt = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="live (default on a terminal) or jsonl (default otherwise).")] = None,
+    full_text: Annotated[bool, typer.Option("--full-text", help="Fetch each article's page and analyze its full text.")] = False,
+    digest: Annotated[bool, typer.Option("--digest", help="After the articles, one summary per topic.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Analyze at most N articles.")] = None,
+    lang: Annotated[str | None, typer.Option("--lang", help="Language code for summaries (default: the article's).")] = None,
+    topic_by: Annotated[str, typer.Option("--topic-by", help="auto, llm or embedding.")] = "auto",
+    reanalyze: Annotated[bool, typer.Option("--reanalyze", help="Ignore analyses already in the store.")] = False,
+    store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store file (default: user data dir).")] = None,
+    deltas: Annotated[bool, typer.Option("--deltas", help="jsonl: also emit analysis_delta events.")] = False,
+) -> None:
+    """Fetch news sources concurrently, analyze every article with an LLM, show each result as it is ready."""
+    from newsdesk._exceptions import ConfigError
+    from newsdesk.cli._news_run import run_analyze
+
+    if fmt not in (None, "live", "jsonl"):
+        raise ConfigError(f"--format must be live or jsonl, not {fmt!r}")
+    if topic_by not in ("auto", "llm", "embedding"):
+        raise ConfigError(f"--topic-by must be auto, llm or embedding, not {topic_by!r}")
+    code = run_analyze(
+        list(sources or []) + ([str(sources_file)] if sources_file else []), model=model, api_base=api_base,
+        concurrency=concurrency, fetch_concurrency=fetch_concurrency, timeout=timeout, cache=cache,
+        fmt=fmt or ("live" if sys.stdout.isatty() else "jsonl"), full_text=full_text, digest=digest, limit=limit,
+        lang=lang, topic_by=topic_by, reanalyze=reanalyze, store_path=store_path, deltas=deltas,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def history(
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
+    store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store file.")] = None,
+    sources: Annotated[bool, typer.Option("--sources", help="Show source health instead of runs.")] = False,
+) -> None:
+    """List past runs (or, with --sources, each source's health)."""
+    from newsdesk.cli._news_run import run_history
+
+    run_history(limit=limit, store_path=store_path, sources=sources)
+
+
+@app.command()
+def show(
+    topic: Annotated[str | None, typer.Option("--topic")] = None,
+    source: Annotated[str | None, typer.Option("--source")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD or a number of days, e.g. 7d.")] = None,
+    story: Annotated[str | None, typer.Option("--story")] = None,
+    query: Annotated[str | None, typer.Option("--query", "-q", help="Semantic search over stored analyses.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 30,
+    fmt: Annotated[str, typer.Option("--format", help="table or jsonl.")] = "table",
+    store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store file.")] = None,
+) -> None:
+    """Query stored analyses by topic, source, date, story, or meaning (--query)."""
+    from newsdesk.cli._news_run import run_show
+
+    run_show(topic=topic, source=source, since=since, story=story, query=query, limit=limit, fmt=fmt,
+             store_path=store_path)

@@ -1,0 +1,303 @@
+"""What the news commands do: build the pipeline, consume its events (rich live view or JSONL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+err = Console(stderr=True)
+_TONE = {"positive": "green", "neutral": "yellow", "negative": "red"}
+
+
+def _open_store(path: Path | None) -> Any:
+    from newsdesk.news._store import Store
+
+    return Store(path)
+
+
+def run_analyze(specs: list[str], *, model: str | None, api_base: str | None, concurrency: int,
+                fetch_concurrency: int, timeout: float | None, cache: str | None, fmt: str, full_text: bool,
+                digest: bool, limit: int | None, lang: str | None, topic_by: str, reanalyze: bool,
+                store_path: Path | None, deltas: bool) -> int:
+    from newsdesk import Gateway, Limits
+    from newsdesk._backend import check_model
+    from newsdesk._config import default_model
+    from newsdesk.news._pipeline import PipelineOptions
+    from newsdesk.news._sources import demo_sources, resolve_sources
+
+    sources = resolve_sources(specs) if specs else demo_sources()
+    name = model or default_model()
+    check_model(name, api_base=api_base)
+    gateway = Gateway(cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency))
+    options = PipelineOptions(
+        sources=sources, model=name, api_base=api_base, concurrency=concurrency, fetch_concurrency=fetch_concurrency,
+        fetch_timeout=timeout, full_text=full_text, digest=digest, limit=limit, lang=lang,
+        topic_mode=topic_by,  # type: ignore[arg-type]
+        deltas=(fmt == "live") or deltas, reanalyze=reanalyze,
+    )
+    store = _open_store(store_path)
+    try:
+        if fmt == "jsonl":
+            done = asyncio.run(_jsonl(options, gateway, store, deltas))
+        else:
+            done = asyncio.run(_live(options, gateway, store, name))
+    finally:
+        store.close()
+        gateway.close()
+    if done is None:
+        return 1
+    return 1 if done.sources_ok == 0 and done.sources_failed > 0 else 0
+
+
+async def _jsonl(options: Any, gateway: Any, store: Any, deltas: bool) -> Any:
+    from newsdesk.news._pipeline import run_pipeline
+
+    out = sys.stdout
+    done = None
+    async for ev in run_pipeline(options, gateway=gateway, store=store):
+        if ev.event == "run_started" or (ev.event == "analysis_delta" and not deltas):
+            continue
+        out.write(ev.to_json() + "\n")
+        out.flush()
+        if ev.event == "done":
+            done = ev
+    return done
+
+
+class _LiveView:
+    """The terminal view: sources with status, a progress bar, in-flight analyses streaming."""
+
+    def __init__(self, sources: list[str], model: str) -> None:
+        self.model = model
+        self.status: dict[str, str] = {s: "[dim]fetching…[/dim]" for s in sources}
+        self.inflight: dict[str, tuple[str, str]] = {}  # id -> (title, text so far)
+        self.titles: dict[str, str] = {}
+        self.progress = Progress(TextColumn("[bold]analysis"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), expand=False)
+        self.task = self.progress.add_task("analysis", total=0)
+
+    def render(self) -> Group:
+        table = Table(show_header=True, header_style="bold", expand=False, box=None, padding=(0, 1))
+        table.add_column("source")
+        table.add_column("status")
+        for name, status in self.status.items():
+            table.add_row(escape(name), status)
+        parts: list[Any] = [table, self.progress]
+        for _id, (title, text) in list(self.inflight.items())[:4]:
+            tail = text.replace("\n", " ")[-110:]
+            parts.append(Text.assemble(("  ▸ ", "cyan"), (title[:60], "bold"), "  ", (tail, "dim")))
+        return Group(*parts)
+
+
+async def _live(options: Any, gateway: Any, store: Any, model: str) -> Any:
+    from newsdesk.news._pipeline import run_pipeline
+
+    console = Console()
+    view = _LiveView([s.name for s in options.sources], model)
+    done = None
+    stories: dict[str, list[str]] = {}
+    digests: list[Any] = []
+    with Live(view.render(), console=console, refresh_per_second=8, transient=True) as live:
+        last = 0.0
+        async for ev in run_pipeline(options, gateway=gateway, store=store):
+            kind = ev.event
+            if kind == "source_ok":
+                note = " (not modified)" if ev.not_modified else ""
+                warn = f" [yellow]⚠ {escape(ev.warnings[0])}[/yellow]" if ev.warnings else ""
+                view.status[ev.source] = f"[green]ok[/green] {ev.articles} articles, {ev.new_articles} new{note}{warn}"
+            elif kind == "source_error":
+                view.status[ev.source] = f"[red]failed:[/red] {escape(ev.reason)}"
+            elif kind == "article":
+                if ev.duplicate_of is None:
+                    view.titles[ev.id] = ev.title
+                    view.progress.update(view.task, total=len(view.titles))
+            elif kind == "analysis_delta":
+                title, text = view.inflight.get(ev.id, (view.titles.get(ev.id, ev.id), ""))
+                view.inflight[ev.id] = (title, text + ev.text)
+            elif kind in ("analysis", "analysis_error"):
+                view.inflight.pop(ev.id, None)
+                view.progress.advance(view.task)
+                if kind == "analysis":
+                    live.console.print(_analysis_block(ev))
+                    if ev.story:
+                        stories.setdefault(ev.story, []).append(ev.title)
+                else:
+                    live.console.print(f"[red]✗[/red] [bold]{escape(ev.title)}[/bold] [dim]({escape(ev.source)})[/dim]"
+                                       f" — analysis failed: {escape(ev.reason)}")
+            elif kind == "digest":
+                digests.append(ev)
+            elif kind == "done":
+                done = ev
+            now = time.monotonic()
+            if now - last > 0.05 or kind != "analysis_delta":
+                live.update(view.render())
+                last = now
+    for name, status in view.status.items():
+        console.print(f"  {escape(name)}: {status}")
+    multi = {k: v for k, v in stories.items() if len(v) > 1}
+    if multi:
+        console.print("\n[bold]Stories carried by several articles[/bold]")
+        for titles in multi.values():
+            console.print("  • " + " | ".join(escape(t) for t in titles))
+    for d in digests:
+        console.print(f"\n[bold magenta]{d.topic}[/bold magenta] ({d.articles} articles): {escape(d.summary)}")
+    if done is not None:
+        console.print(_summary_table(done))
+    return done
+
+
+def _analysis_block(ev: Any) -> Any:
+    a = ev.analysis
+    color = _TONE.get(a.tone, "white")
+    head = Text.assemble(("✓ ", "green"), (ev.title, "bold"), "  ", (f"[{ev.source}", "dim"),
+                         (f" +{len(ev.sources) - 1} more" if len(ev.sources) > 1 else "", "dim"), ("]", "dim"),
+                         ("  (cache)" if ev.cached else "", "dim"))
+    meta = Text.assemble("   ", (a.topic, "magenta"), " · ", (f"{a.tone} {a.sentiment:+.2f}", color),
+                         f" · {ev.latency:.1f} s" if ev.latency else "")
+    lines: list[Any] = [head, meta, Text("   " + a.summary)]
+    for fact in a.key_facts[:3]:
+        lines.append(Text("   - " + fact, style="dim"))
+    ents = [*a.entities.people, *a.entities.organizations, *a.entities.places]
+    if ents:
+        lines.append(Text("   entities: " + ", ".join(ents[:8]), style="cyan"))
+    return Group(*lines)
+
+
+def _summary_table(done: Any) -> Table:
+    t = Table(title="Run summary", show_header=False)
+    t.add_row("sources", f"{done.sources_ok} ok, {done.sources_failed} failed")
+    for name, reason in done.failures.items():
+        t.add_row(f"  failed: {name}", reason)
+    t.add_row("articles (new, after dedup)", str(done.articles))
+    t.add_row("duplicates merged", str(done.duplicates))
+    t.add_row("analyzed", f"{done.analyzed} ({done.from_cache} from cache)")
+    t.add_row("analysis failures", str(done.failed))
+    t.add_row("tokens (prompt + completion)", f"{done.prompt_tokens} + {done.completion_tokens}")
+    if done.cost:
+        t.add_row("cost", f"${done.cost:.6f}")
+    t.add_row("wall time", f"{done.wall:.1f} s")
+    t.add_row("sum of analysis times", f"{done.sum_latency:.1f} s")
+    t.add_row("time saved vs sequential", f"{done.saved:.1f} s")
+    return t
+
+
+def run_history(*, limit: int, store_path: Path | None, sources: bool) -> None:
+    console = Console()
+    store = _open_store(store_path)
+    try:
+        if sources:
+            t = Table(title="Sources")
+            for col in ("source", "url", "last success", "last error", "failures in a row"):
+                t.add_column(col)
+            for h in store.source_health():
+                t.add_row(escape(h.name), escape(h.url), _when(h.last_success), escape(h.last_error or ""),
+                          str(h.consecutive_failures))
+            console.print(t)
+            return
+        runs = store.list_runs(limit=limit)
+        if not runs:
+            console.print("no runs yet: try [bold]newsdesk analyze[/bold]")
+            return
+        t = Table(title="Runs")
+        for col in ("run", "started", "status", "model", "sources", "analyzed", "failed", "wall"):
+            t.add_column(col)
+        for r in runs:
+            s = r.stats or {}
+            t.add_row(r.id, _when(r.started_at), r.status, r.model, str(len(r.sources)),
+                      str(s.get("analyzed", "")), str(s.get("failed", "")),
+                      f"{s['wall']:.1f} s" if "wall" in s else "")
+        console.print(t)
+    finally:
+        store.close()
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)[:16]
+
+
+def parse_since(value: str | None) -> datetime | None:
+    from newsdesk._exceptions import ConfigError
+
+    if not value:
+        return None
+    m = re.fullmatch(r"(\d+)\s*d?", value.strip())
+    if m:
+        return datetime.now(UTC) - timedelta(days=int(m.group(1)))
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--since takes a date (YYYY-MM-DD) or a number of days (7d), not {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def run_show(*, topic: str | None, source: str | None, since: str | None, story: str | None, query: str | None,
+             limit: int, fmt: str, store_path: Path | None) -> None:
+    from newsdesk._exceptions import ConfigError
+    from newsdesk.news._models import TOPICS
+
+    if topic is not None and topic not in TOPICS:
+        raise ConfigError(f"unknown topic {topic!r}: one of {', '.join(TOPICS)}")
+    if fmt not in ("table", "jsonl"):
+        raise ConfigError("--format must be table or jsonl")
+    store = _open_store(store_path)
+    try:
+        rows = search_store(store, topic=topic, source=source, since=parse_since(since), story=story, query=query,
+                            limit=limit)
+    finally:
+        store.close()
+    if fmt == "jsonl":
+        for r, score in rows:
+            data = r.model_dump(mode="json", exclude={"vector"})
+            if score is not None:
+                data["score"] = round(score, 4)
+            sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+        return
+    console = Console()
+    if not rows:
+        console.print("no analyses match")
+        return
+    t = Table(title="Analyses")
+    for col in ("published", "source", "title", "topic", "tone", "story", "summary"):
+        t.add_column(col, overflow="fold")
+    for r, _score in rows:
+        a = r.analysis
+        t.add_row(_when(r.published), escape(", ".join(r.sources or [r.source])), escape(r.title), a.topic,
+                  f"[{_TONE.get(a.tone, 'white')}]{a.tone}[/]", r.story or "", escape(a.summary))
+    console.print(t)
+
+
+def search_store(store: Any, *, topic: str | None = None, source: str | None = None, since: datetime | None = None,
+                 story: str | None = None, query: str | None = None, limit: int = 30) -> list[tuple[Any, float | None]]:
+    """Filtered analyses; with ``query``, ranked by meaning (embedding search) within the filters."""
+    if not query:
+        return [(r, None) for r in store.query(topic=topic, source=source, since=since, story=story, limit=limit)]
+    from newsdesk.news import _embed
+
+    candidates = store.query(topic=topic, source=source, since=since, story=story, limit=100000)
+    with_vec = [r for r in candidates if r.vector]
+    if not with_vec:
+        return [(r, None) for r in store.query(topic=topic, source=source, since=since, story=story, text=query,
+                                               limit=limit)]
+    import numpy as np
+
+    emb = _embed.default_embedder()
+    qv = emb.embed([query], kind="query")[0]
+    mat = np.stack([_embed.vector_from_bytes(r.vector) for r in with_vec])
+    return [(with_vec[i], score) for i, score in _embed.semantic_search(qv, mat, limit)]
