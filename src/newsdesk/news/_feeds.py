@@ -17,7 +17,13 @@ from typing import Any
 
 from newsdesk._exceptions import SourceError
 from newsdesk.news._models import Article, Source
-from newsdesk.news._normalize import article_id, content_hash, guess_language, html_to_text
+from newsdesk.news._normalize import (
+    article_id,
+    canonical_url,
+    content_hash,
+    guess_language,
+    html_to_text,
+)
 
 __all__ = ["ParsedFeed", "parse_feed", "MAX_TEXT_CHARS"]
 
@@ -235,7 +241,8 @@ def _make_article(
     return Article(
         id=article_id(source=source.name, guid=guid, url=url, title=title),
         source=source.name,
-        url=url,
+        # The model's URL is the canonical one: tracking parameters (utm_*, fbclid…) removed.
+        url=canonical_url(url) if url else url,
         title=title,
         text=text,
         published=published,
