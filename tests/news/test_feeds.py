@@ -34,7 +34,7 @@ def test_rss20() -> None:
     ]
     first = parsed.articles[0]
     assert first.text == "The harbour bridge reopened on Monday after six weeks of repairs."
-    assert first.url == "https://gazette.test/bridge?utm_source=rss"
+    assert first.url == "https://gazette.test/bridge"  # tracking parameters removed
     assert first.guid == "gazette-1"
     assert first.published == datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
     assert first.language == "en"
