@@ -13,9 +13,10 @@ import contextlib
 import email.utils
 import json
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 from newsdesk._exceptions import (
     BadResponse,
@@ -31,7 +32,7 @@ from newsdesk._exceptions import (
 from newsdesk._request import Request
 from newsdesk._response import Completion, Usage
 
-StreamItem = Union[str, Completion]
+StreamItem = str | Completion
 """A stream yields text deltas (``str``) and ends with exactly one ``Completion``."""
 
 
@@ -41,17 +42,56 @@ class Backend(Protocol):
     def stream(self, request: Request) -> AsyncIterator[StreamItem]: ...
 
 
+_litellm: Any = None
+_import_lock = threading.Lock()
+
+# Modules LiteLLM imports lazily inside the first call (HTTP stack, OpenAI SDK resources, proxy
+# types, the tokenizer): ~0.5 s that would otherwise block the event loop of whoever calls first.
+_WARM = (
+    "httpcore",
+    "openai.resources.chat",
+    "litellm.proxy._types",
+    "litellm.litellm_core_utils.default_encoding",
+)
+
+
 def import_litellm() -> Any:
     """Import LiteLLM lazily (it costs ~3 s) and offline-safe (no price-map download)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    if _litellm is not None:
+        return _litellm
+    return _import_litellm()
 
-    litellm.suppress_debug_info = True
-    litellm.telemetry = False
-    from newsdesk import _local
 
-    _local.register(litellm)
-    return litellm
+def _import_litellm() -> Any:
+    global _litellm
+    with _import_lock:
+        if _litellm is not None:
+            return _litellm
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import importlib
+
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        from newsdesk import _local
+
+        _local.register(litellm)
+        for name in _WARM:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+        _litellm = litellm
+        return litellm
+
+
+async def aimport_litellm() -> Any:
+    """``import_litellm`` for async code: the first import runs in a worker thread so that the
+    event loop (streams, other requests, a UI) keeps running meanwhile."""
+    if _litellm is not None:
+        return _litellm
+    import asyncio
+
+    return await asyncio.to_thread(_import_litellm)
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -90,7 +130,7 @@ def translate_errors(model: str) -> Iterator[None]:
         yield
     except NewsdeskError:
         raise
-    except (TimeoutError,) as exc:
+    except TimeoutError as exc:
         raise ProviderTimeout(f"{model}: timed out", model=model) from exc
     except Exception as exc:
         raise _translate(exc, model) from exc
@@ -210,7 +250,7 @@ class LiteLLMBackend:
         return float(cost) if cost else None
 
     async def complete(self, request: Request) -> Completion:
-        litellm = import_litellm()
+        litellm = await aimport_litellm()
         with translate_errors(request.model):
             resp = await litellm.acompletion(**self._kwargs(request))
             choice = resp.choices[0]
@@ -226,7 +266,7 @@ class LiteLLMBackend:
             )
 
     async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
-        litellm = import_litellm()
+        litellm = await aimport_litellm()
         parts: list[str] = []
         finish: str | None = None
         usage = Usage()

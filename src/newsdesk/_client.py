@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from newsdesk._backend import Backend, LiteLLMBackend
+from newsdesk._backend import Backend, LiteLLMBackend, aimport_litellm
 from newsdesk._cache import CacheStore, open_cache
 from newsdesk._context import fit_request
 from newsdesk._exceptions import BadResponse, NewsdeskError, ProviderError, ProviderTimeout
@@ -25,6 +25,7 @@ from newsdesk._wrappers import (
     Limits,
     RetryBackend,
     RetryPolicy,
+    _aclose,
     begin_call,
 )
 
@@ -74,10 +75,15 @@ class Gateway:
             request = request.model_copy(update={"model": model})
         return fit_request(request)
 
+    async def _aprepare(self, request: Request) -> Request:
+        if not request.model.startswith("local/"):
+            await aimport_litellm()  # the context-window lookup needs it; import off the loop
+        return self._prepare(request)
+
     async def complete(self, request: Request) -> Response:
         """The whole answer. Structured answers that fail to validate (or were cut off by
         max_tokens) are asked again — with twice the token budget after a cut — up to ``retries``."""
-        request = self._prepare(request)
+        request = await self._aprepare(request)
         info = begin_call()
         started = time.perf_counter()
         attempt = 0
@@ -96,20 +102,24 @@ class Gateway:
     async def stream(self, request: Request) -> AsyncIterator[Chunk]:
         """Text deltas as they arrive (``partial`` = the structured answer so far), then one final
         chunk with ``done=True`` and the ``Response``."""
-        request = self._prepare(request)
+        request = await self._aprepare(request)
         info = begin_call()
         started = time.perf_counter()
         attempt = 0
         while True:
             text = ""
             final: Completion | None = None
-            async for item in self.stack.stream(request):
-                if isinstance(item, Completion):
-                    final = item
-                    continue
-                text += item
-                partial = parse_partial(text) if request.answer_model is not None else None
-                yield Chunk(content=item, partial=partial)
+            items = self.stack.stream(request)
+            try:
+                async for item in items:
+                    if isinstance(item, Completion):
+                        final = item
+                        continue
+                    text += item
+                    partial = parse_partial(text) if request.answer_model is not None else None
+                    yield Chunk(content=item, partial=partial)
+            finally:
+                await _aclose(items)  # a consumer that stops early releases the call at once
             if final is None:
                 raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
             try:

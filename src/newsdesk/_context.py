@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ from newsdesk._request import Message, Request
 LOCAL_CONTEXT = 2048
 
 
+@functools.lru_cache(maxsize=256)
 def context_window(model: str) -> int | None:
     if model.startswith("local/"):
         return LOCAL_CONTEXT

@@ -10,6 +10,7 @@ Nothing is downloaded: the weights come from site-packages.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import threading
@@ -64,10 +65,27 @@ def get_llama(name: str) -> tuple[Any, threading.Lock]:
             # Half the cores: llama.cpp's threads spin-wait at every barrier, and with all cores
             # busy (fetching, embedding, another process) generation slowed 4x here; 1 thread of 2 did not.
             threads = int(os.environ.get("NEWSDESK_LOCAL_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
+            if not _loaded:
+                atexit.register(_close_all)
             _loaded[name] = Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads, verbose=False,
                                   seed=0)
             _gen_locks[name] = threading.Lock()
         return _loaded[name], _gen_locks[name]
+
+
+def _close_all() -> None:
+    """Free the models before interpreter shutdown: left to ``__del__`` at exit, llama.cpp's
+    cleanup runs after its bindings are torn down and prints a TypeError traceback."""
+    with _lock:
+        for name, llama in list(_loaded.items()):
+            gen_lock = _gen_locks[name]
+            if gen_lock.acquire(timeout=1.0):  # never free a model mid-generation
+                try:
+                    with contextlib.suppress(Exception):
+                        llama.close()
+                    del _loaded[name]
+                finally:
+                    gen_lock.release()
 
 
 def _params(messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> dict[str, Any]:

@@ -68,6 +68,14 @@ class _PerLoop:
         return value
 
 
+async def _aclose(it: AsyncIterator[Any]) -> None:
+    """Close an inner stream now (not whenever it is garbage collected): that releases its
+    connection and its concurrency slot at once when the consumer stops early."""
+    close = getattr(it, "aclose", None)
+    if close is not None:
+        await close()
+
+
 # ---------------------------------------------------------------- retry
 
 @dataclass(frozen=True)
@@ -135,7 +143,7 @@ class RetryBackend:
                         yield item
                 finally:
                     with contextlib.suppress(Exception):
-                        await agen.aclose()
+                        await _aclose(agen)
                 return
             except TimeoutError as exc:
                 err: ProviderError = ProviderTimeout(
@@ -217,7 +225,7 @@ class LimitBackend:
                 async for item in agen:
                     yield item
             finally:
-                await agen.aclose()
+                await _aclose(agen)
 
 
 # ---------------------------------------------------------------- cache + single-flight
@@ -291,6 +299,40 @@ class CacheBackend:
         self.stats.completion_tokens += c.usage.completion_tokens
         self.stats.cost += c.cost or 0.0
 
+    async def _follow(self, request: Request, key: str) -> Completion | None:
+        """If an identical request is in flight, wait for its answer (None: there is none, or it
+        was cancelled and this request must ask for itself)."""
+        if request.cache == "off":
+            return None
+        inflight: dict[str, asyncio.Future[Completion]] = self._inflight.get()
+        while key in inflight:
+            try:
+                result = await asyncio.shield(inflight[key])
+            except _LeaderCancelled:
+                continue  # its caller went away (break, cancel): the next in line asks itself
+            self.stats.coalesced += 1
+            _note_cached()
+            return result.model_copy(update={"cost": 0.0, "cached": True})
+        return None
+
+    def _lead(self, request: Request, key: str) -> asyncio.Future[Completion]:
+        self.stats.cache_misses += 1
+        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        if request.cache != "off":
+            self._inflight.get()[key] = fut
+        return fut
+
+    def _release(self, request: Request, key: str, fut: asyncio.Future[Completion],
+                 exc: BaseException | None) -> None:
+        if exc is not None and not fut.done():
+            # Followers get the same error; if this caller was cancelled they ask themselves.
+            fut.set_exception(exc if isinstance(exc, Exception) else
+                              _LeaderCancelled(f"{request.model}: the identical request was cancelled"))
+            fut.exception()  # mark retrieved: followers may not exist
+        inflight = self._inflight.get()
+        if inflight.get(key) is fut:
+            del inflight[key]
+
     async def complete(self, request: Request) -> Completion:
         key = cache_key(request.cache_identity())
         hit = await self._lookup(request, key)
@@ -298,15 +340,11 @@ class CacheBackend:
             self.stats.cache_hits += 1
             _note_cached()
             return hit.model_copy(update={"cost": 0.0, "cached": True})
-        inflight: dict[str, asyncio.Future[Completion]] = self._inflight.get()
-        if request.cache != "off" and key in inflight:
-            self.stats.coalesced += 1
-            _note_cached()
-            return (await asyncio.shield(inflight[key])).model_copy(update={"cost": 0.0, "cached": True})
-        self.stats.cache_misses += 1
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        if request.cache != "off":
-            inflight[key] = fut
+        shared = await self._follow(request, key)
+        if shared is not None:
+            return shared
+        fut = self._lead(request, key)
+        error: BaseException | None = None
         try:
             result = await self.inner.complete(request)
             self._count_usage(result)
@@ -314,39 +352,32 @@ class CacheBackend:
             fut.set_result(result)
             return result
         except BaseException as exc:
-            if not fut.done():
-                # Followers get the same error (a cancelled leader hands them a retryable error).
-                fut.set_exception(exc if isinstance(exc, Exception) else
-                                  ProviderTimeout(f"{request.model}: the identical request was cancelled"))
-                fut.exception()  # mark retrieved: followers may not exist
+            error = exc
             raise
         finally:
-            inflight.pop(key, None)
+            self._release(request, key, fut, error)
 
     async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
         key = cache_key(request.cache_identity())
         hit = await self._lookup(request, key)
-        inflight: dict[str, asyncio.Future[Completion]] = self._inflight.get()
-        if hit is None and request.cache != "off" and key in inflight:
-            # Someone is already asking this: wait for their answer and replay it.
-            self.stats.coalesced += 1
-            hit = await asyncio.shield(inflight[key])
-        elif hit is not None:
-            self.stats.cache_hits += 1
         if hit is not None:
+            self.stats.cache_hits += 1
             _note_cached()
             hit = hit.model_copy(update={"cost": 0.0, "cached": True})
+        else:
+            # Someone is already asking this: wait for their answer and replay it.
+            hit = await self._follow(request, key)
+        if hit is not None:
             for piece in _replay_pieces(hit.text):
                 yield piece
             yield hit
             return
-        self.stats.cache_misses += 1
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        if request.cache != "off":
-            inflight[key] = fut
+        fut = self._lead(request, key)
+        error: BaseException | None = None
+        inner = self.inner.stream(request)
         try:
             final: Completion | None = None
-            async for item in self.inner.stream(request):
+            async for item in inner:
                 if isinstance(item, Completion):
                     final = item
                 yield item
@@ -356,13 +387,15 @@ class CacheBackend:
             await self._save(request, key, final)
             fut.set_result(final)
         except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc if isinstance(exc, Exception) else
-                                  ProviderTimeout(f"{request.model}: the identical request was cancelled"))
-                fut.exception()
+            error = exc
             raise
         finally:
-            inflight.pop(key, None)
+            self._release(request, key, fut, error)
+            await _aclose(inner)
+
+
+class _LeaderCancelled(ProviderTimeout):
+    """Handed to the followers of a request whose caller went away before it finished."""
 
 
 def _replay_pieces(text: str, size: int = 16) -> list[str]:
@@ -420,8 +453,9 @@ class FallbackBackend:
         last: Exception | None = None
         for req in self._chain(request):
             started = False
+            inner = self.inner.stream(req)
             try:
-                async for item in self.inner.stream(req):
+                async for item in inner:
                     started = True
                     yield item
                 return
@@ -429,6 +463,8 @@ class FallbackBackend:
                 if started:
                     raise
                 last = exc
+            finally:
+                await _aclose(inner)
         assert last is not None
         raise last
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,7 +104,7 @@ class DiskStore:
             self.stats.misses += 1
             return None
         self.stats.hits += 1
-        return value  # type: ignore[no-any-return]
+        return value
 
     async def get(self, key: str) -> bytes | None:
         # A local SQLite read takes tens of microseconds: cheaper inline than a thread hop.
@@ -133,7 +134,8 @@ class RedisStore:
             aioredis.connection.parse_url(url)
         except ValueError as exc:
             raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
-        self._clients: dict[int, Any] = {}
+        # Keyed by the loop itself, not id(loop): a new loop can reuse a dead one's id.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self.stats = CacheStats()
 
     def _client(self) -> Any:
@@ -141,34 +143,31 @@ class RedisStore:
         import redis.asyncio as aioredis
 
         loop = asyncio.get_running_loop()
-        client = self._clients.get(id(loop))
+        client = self._clients.get(loop)
         if client is None:
             client = aioredis.Redis.from_url(self.url, socket_connect_timeout=3, socket_timeout=5)
-            self._clients[id(loop)] = client
+            self._clients[loop] = client
         return client
 
     async def get(self, key: str) -> bytes | None:
-        from redis.exceptions import RedisError
-
         try:
             value = await self._client().get(key)
-        except (RedisError, OSError):
-            # A cache that is down must not fail the call: count it and carry on uncached.
+        except Exception:
+            # A cache that is down (or broken in any way) must not fail the call: count it and
+            # carry on uncached.
             self.stats.errors += 1
             return None
         if value is None:
             self.stats.misses += 1
             return None
         self.stats.hits += 1
-        return value  # type: ignore[no-any-return]
+        return value
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        from redis.exceptions import RedisError
-
         try:
-            await self._client().set(key, value, px=int(ttl * 1000) if ttl else None)
+            await self._client().set(key, value, px=max(1, int(ttl * 1000)) if ttl else None)
             self.stats.writes += 1
-        except (RedisError, OSError):
+        except Exception:
             self.stats.errors += 1
 
     async def clear(self) -> None:

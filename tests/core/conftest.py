@@ -1,0 +1,175 @@
+"""Fixtures for the core tests: an isolated NEWSDESK_HOME, a real Redis, a blocking-call detector,
+and small helpers to build requests against the fake OpenAI server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from newsdesk import Gateway, Request
+from tests.servers.plugin import OpenAIServerHandle
+
+MODEL = "openai/test-model"
+KEY = "sk-test-9f3a7c1e5b"  # distinctive, so a scan for it cannot match anything by accident
+
+
+@pytest.fixture(autouse=True)
+def _newsdesk_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Every test gets its own NEWSDESK_HOME, so nothing touches (or reads) a real cache."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("NEWSDESK_HOME", str(home))
+    for var in (
+        "NEWSDESK_MODEL",
+        "NEWSDESK_FAST_MODEL",
+        "NEWSDESK_STRONG_MODEL",
+        "NEWSDESK_NO_TRIM",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _litellm_imported() -> None:
+    """Import LiteLLM once, up front: its ~3 s import must not land inside a test's event loop
+    (where the blocking-call detector would rightly flag it)."""
+    from newsdesk._backend import import_litellm
+
+    import_litellm()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on (connection refused)."""
+    return free_port()
+
+
+@pytest.fixture
+def make_request(openai_server: OpenAIServerHandle) -> Callable[..., Request]:
+    """``make_request("text", **fields)``: a one-message request to the fake server."""
+
+    def build(text: str, **kw: Any) -> Request:
+        kw.setdefault("model", MODEL)
+        kw.setdefault("api_base", openai_server.url)
+        kw.setdefault("api_key", KEY)
+        kw.setdefault("timeout", 10.0)
+        return Request(messages=[{"role": "user", "content": text}], **kw)
+
+    return build
+
+
+@pytest.fixture
+def gateway() -> Iterator[Gateway]:
+    """A gateway with a private in-memory cache and fast retries."""
+    from newsdesk import Limits, RetryPolicy
+
+    gw = Gateway(
+        cache="memory",
+        limits=Limits(concurrency=64),
+        retry=RetryPolicy(base_delay=0.05, max_delay=0.2),
+    )
+    yield gw
+    gw.close()
+
+
+# ---------------------------------------------------------------- Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A real ``redis-server`` on a free port (no persistence); yields its URL."""
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+    )
+    if binary is None:
+        pytest.skip(
+            "redis-server is not installed (apt-get install redis-server): Redis cache tests skipped"
+        )
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start (exit code {proc.poll()})")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's Redis, emptied for this test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushdb()
+    client.close()
+    return redis_server
+
+
+# ---------------------------------------------------------------- blocking-call detector
+
+
+class _SlowCallbacks(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith("Executing"):
+            self.records.append(msg)
+
+
+@pytest.fixture
+async def no_blocking() -> AsyncIterator[_SlowCallbacks]:
+    """Run the test's loop in asyncio debug mode and fail if any callback blocked it for > 0.1 s."""
+    loop = asyncio.get_running_loop()
+    handler = _SlowCallbacks()
+    logger = logging.getLogger("asyncio")
+    old_debug, old_slow = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.1
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        loop.set_debug(old_debug)
+        loop.slow_callback_duration = old_slow
+    if handler.records:
+        pytest.fail("the event loop was blocked:\n" + "\n".join(handler.records[:5]), pytrace=False)
