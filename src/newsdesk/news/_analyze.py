@@ -17,9 +17,15 @@ from pydantic import BaseModel
 
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError
-from newsdesk._request import Request
+from newsdesk._request import CachePolicy, Request
 from newsdesk.news._models import Article, ArticleAnalysis, Entities
-from newsdesk.news._prompt import PROMPT_VERSION, LLMAnalysis, LLMAnalysisWithTopic, build_messages, to_analysis
+from newsdesk.news._prompt import (
+    PROMPT_VERSION,
+    LLMAnalysis,
+    LLMAnalysisWithTopic,
+    build_messages,
+    to_analysis,
+)
 
 
 class AnalysisResult(BaseModel):
@@ -71,7 +77,9 @@ def normalize_sentiment(value: float, tone: str) -> float:
     return round(value, 2)
 
 
-def ground(analysis: dict[str, Any], entities: Entities, article: Article) -> tuple[dict[str, Any], Entities]:
+def ground(
+    analysis: dict[str, Any], entities: Entities, article: Article
+) -> tuple[dict[str, Any], Entities]:
     """Drop entities not found in the article and key facts mostly made of words it doesn't contain."""
     source_words = set(_words(f"{article.title} {article.text}"))
     facts = [f.strip() for f in analysis.get("key_facts", []) if f and f.strip()]
@@ -88,13 +96,26 @@ def ground(analysis: dict[str, Any], entities: Entities, article: Article) -> tu
                 out.append(n)
         return out[:8]
 
-    ents = Entities(people=keep(entities.people), organizations=keep(entities.organizations),
-                    places=keep(entities.places))
+    ents = Entities(
+        people=keep(entities.people),
+        organizations=keep(entities.organizations),
+        places=keep(entities.places),
+    )
     return analysis, ents
 
 
-def analysis_request(article: Article, *, model: str, with_topic: bool, lang: str | None = None,
-                     api_base: str | None = None, extra: dict[str, Any] | None = None) -> Request:
+def analysis_request(
+    article: Article,
+    *,
+    model: str,
+    with_topic: bool,
+    lang: str | None = None,
+    api_base: str | None = None,
+    extra: dict[str, Any] | None = None,
+    cache: CachePolicy = "use",
+) -> Request:
+    """The LLM request for one article. ``cache="refresh"`` asks the model again (and replaces
+    the cached answer): what ``--reanalyze`` means."""
     return Request(
         model=model,
         messages=build_messages(article, with_topic=with_topic, lang=lang),
@@ -103,6 +124,7 @@ def analysis_request(article: Article, *, model: str, with_topic: bool, lang: st
         max_tokens=360,
         api_base=api_base,
         extra=extra or {},
+        cache=cache,
     )
 
 
@@ -120,13 +142,16 @@ async def analyze_article(
     lang: str | None = None,
     api_base: str | None = None,
     on_delta: Callable[[str], None] | None = None,
+    cache: CachePolicy = "use",
 ) -> AnalysisResult:
     """Analyze one article. With ``topic_fn`` the embedding classifier runs beside the LLM call
     (concurrently, in a thread) and its topic is used when ``llm_topic`` is False."""
     if not llm_topic and topic_fn is None:
         raise ValueError("without an embedding step the LLM must pick the topic (llm_topic=True)")
     started = time.perf_counter()
-    request = analysis_request(article, model=model, with_topic=llm_topic, lang=lang, api_base=api_base)
+    request = analysis_request(
+        article, model=model, with_topic=llm_topic, lang=lang, api_base=api_base, cache=cache
+    )
     embed_task = asyncio.create_task(asyncio.to_thread(topic_fn, article)) if topic_fn else None
     try:
         final = None
@@ -148,18 +173,31 @@ async def analyze_article(
     if embed_task is not None:
         try:
             emb_topic, vector = await embed_task
-        except NewsdeskError:
+        except Exception as exc:
+            # The embedding step is an extra: when it breaks, the LLM's topic still stands.
+            if topic is None:
+                raise NewsdeskError(
+                    f"no topic: the embedding step failed ({type(exc).__name__}: {exc})"
+                ) from exc
             emb_topic = None
         if emb_topic is not None and (topic is None or not llm_topic):
             topic, topic_by = emb_topic, "embedding"
-    data, ents = to_analysis(raw, topic)  # type: ignore[arg-type]
-    data, ents = ground(data, ents, article)
-    data["sentiment"] = normalize_sentiment(float(data.get("sentiment", 0.0)), str(data.get("tone")))
-    analysis = ArticleAnalysis(**data, entities=ents)
+    mapped, ents = to_analysis(raw, topic)  # type: ignore[arg-type]
+    fields: dict[str, Any] = dict(mapped)
+    fields, ents = ground(fields, ents, article)
+    fields["sentiment"] = normalize_sentiment(
+        float(fields.get("sentiment", 0.0)), str(fields.get("tone"))
+    )
+    analysis = ArticleAnalysis.model_validate({**fields, "entities": ents})
     return AnalysisResult(
-        article_id=article.id, analysis=analysis, model=final.model, cached=final.cached,
-        latency=time.perf_counter() - started, topic_by=topic_by,
+        article_id=article.id,
+        analysis=analysis,
+        model=final.model,
+        cached=final.cached,
+        latency=time.perf_counter() - started,
+        topic_by=topic_by,
         prompt_tokens=0 if final.cached else final.usage.prompt_tokens,
         completion_tokens=0 if final.cached else final.usage.completion_tokens,
-        cost=0.0 if final.cached else (final.cost or 0.0), vector=vector,
+        cost=0.0 if final.cached else (final.cost or 0.0),
+        vector=vector,
     )

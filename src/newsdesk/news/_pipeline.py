@@ -194,6 +194,7 @@ async def run_pipeline(
                     lang=options.lang,
                     api_base=options.api_base,
                     on_delta=on_delta,
+                    cache="refresh" if options.reanalyze else "use",
                 )
             story = (
                 await asyncio.to_thread(embedding.story_for, article.id, result.vector)
@@ -287,18 +288,27 @@ async def run_pipeline(
                 articles, warnings = parsed.articles, parsed.warnings
             if source.max_articles is not None:
                 articles = articles[: source.max_articles]
-            if store is not None and not result.not_modified:
-                await _call(
+            if store is not None:
+                # Every article the source carried is stored (duplicates and those past --limit
+                # too), so a later 304 can hand back all of them; a 304 is a success as well,
+                # and keeps the validators when the server did not repeat them.
+                old = validators or Validators()
+                await asyncio.to_thread(
+                    _record_fetch,
                     store,
-                    "record_source_ok",
                     source,
-                    etag=result.etag,
-                    last_modified=result.last_modified,
-                    article_ids=[a.id for a in articles],
+                    list(articles),
+                    etag=result.etag or old.etag,
+                    last_modified=result.last_modified or old.last_modified,
                 )
             counters.sources_ok += 1
+            # Dedup and budget are decided without awaiting, then the events go out in order
+            # (source_ok, its articles) and only then are the analyses started: an analysis
+            # event can never overtake the article event it belongs to.
             new = 0
             events: list[Any] = []
+            to_analyze: list[Article] = []
+            merged: list[Article] = []
             for article in articles:
                 kept = dedup.add(article)
                 if kept is None:
@@ -315,16 +325,14 @@ async def run_pipeline(
                             duplicate_of=dup.kept.id if dup else None,
                         )
                     )
-                    if dup is not None and store is not None:
-                        await _call(store, "upsert_article", dup.kept)
+                    if dup is not None:
+                        merged.append(dup.kept)
                     continue
                 if budget[0] <= 0:
                     continue
                 budget[0] -= 1
                 new += 1
                 counters.articles += 1
-                if store is not None:
-                    await _call(store, "upsert_article", kept)
                 events.append(
                     ArticleFound(
                         source=source.name,
@@ -335,7 +343,7 @@ async def run_pipeline(
                         sources=list(kept.sources),
                     )
                 )
-                schedule(kept)
+                to_analyze.append(kept)
             emit(
                 SourceOk(
                     source=source.name,
@@ -349,6 +357,11 @@ async def run_pipeline(
             )
             for ev in events:
                 emit(ev)
+            for article in to_analyze:
+                schedule(article)
+            if merged and store is not None:
+                # the kept copies now list this source too
+                await asyncio.to_thread(_upsert_all, store, merged)
         except SourceError as exc:
             counters.sources_failed += 1
             counters.failures[source.name] = exc.reason
@@ -450,6 +463,26 @@ async def _digests(
             else f"(digest failed: {outcome.error})"
         )
         yield DigestReady(topic=topic, summary=text, articles=len(by_topic[topic]))
+
+
+def _record_fetch(
+    store: Any,
+    source: Source,
+    articles: list[Article],
+    *,
+    etag: str | None,
+    last_modified: str | None,
+) -> None:
+    """One successful fetch, in one worker-thread hop: its articles, then the source's state."""
+    _upsert_all(store, articles)
+    store.record_source_ok(
+        source, etag=etag, last_modified=last_modified, article_ids=[a.id for a in articles]
+    )
+
+
+def _upsert_all(store: Any, articles: list[Article]) -> None:
+    for article in articles:
+        store.upsert_article(article)
 
 
 async def _call(store: Any, method: str, *args: Any, **kwargs: Any) -> Any:

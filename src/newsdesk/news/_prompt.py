@@ -9,7 +9,6 @@ part of the analysis cache key, so old answers are not reused for a new prompt.
 from __future__ import annotations
 
 import re
-
 from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -20,7 +19,9 @@ from newsdesk.news._models import TOPICS, Article, Entities, Tone, Topic
 PROMPT_VERSION = "a3"
 MAX_ARTICLE_CHARS = 2400  # the embedded model has a 2048-token window; leave room for the answer
 
-_DELIM = re.compile(r"</?\s*article\s*>", re.I)
+# Anything a reader could take for our delimiter: "</article>", "< /article>", "</ARTICLE >",
+# "<article lang=en>", "</article id=1>"; a bare "<article" with no ">" near loses just that.
+_DELIM = re.compile(r"<\s*/?\s*article\b(?:[^<>]{0,200}>)?", re.I)
 
 
 Name = Annotated[str, StringConstraints(max_length=48)]
@@ -41,7 +42,9 @@ class LLMAnalysis(BaseModel):
     summary: str = Field(description="One sentence: what happened.", max_length=240)
     tone: Tone = Field(description="positive, neutral or negative news for the people involved")
     sentiment: float = Field(description="-1 very negative … 1 very positive")
-    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description="Short facts stated in the article.")
+    key_facts: list[Fact] = Field(
+        default_factory=list, max_length=3, description="Short facts stated in the article."
+    )
     entities: LLMEntities = Field(default_factory=LLMEntities)
 
 
@@ -50,12 +53,20 @@ class LLMAnalysisWithTopic(BaseModel):
     topic: Topic
     tone: Tone = Field(description="positive, neutral or negative news for the people involved")
     sentiment: float = Field(description="-1 very negative … 1 very positive")
-    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description="Short facts stated in the article.")
+    key_facts: list[Fact] = Field(
+        default_factory=list, max_length=3, description="Short facts stated in the article."
+    )
     entities: LLMEntities = Field(default_factory=LLMEntities)
 
 
 def clean_article_text(text: str, limit: int = MAX_ARTICLE_CHARS) -> str:
-    text = _DELIM.sub(" ", text)
+    """Untrusted article text made safe to put between the delimiters: anything like a delimiter
+    removed, whitespace collapsed, cut to ``limit`` characters (on a sentence end when near)."""
+    while True:  # until stable: removing one fake tag must not assemble another
+        cleaned = _DELIM.sub(" ", text)
+        if cleaned == text:
+            break
+        text = cleaned
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) > limit:
         cut = text[:limit]
