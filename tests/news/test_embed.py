@@ -123,6 +123,10 @@ def test_clear_topics(classifier: TopicClassifier) -> None:
     assert all(0.5 < c <= 1.0 for _, c in got)
     assert classifier.classify([]) == []
     assert classifier.topic_vectors.shape == (len(TOPICS), 384)
+    # the stored passage vectors classify the same without embedding again
+    stored = classifier.embedder.embed([SPORTS, BUSINESS], kind=classifier.article_kind)
+    assert classifier.classify_vectors(stored) == got
+    assert classifier.classify_vectors(stored[0]) == got[:1]
 
 
 @needs_model
