@@ -8,6 +8,7 @@ the embedding step, so a job queue worker on another machine could run it as it 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ class AnalysisResult(BaseModel):
     vector: bytes | None = None
 
 
-_WORD = re.compile(r"[\w'’-]+", re.U)
+_WORD = re.compile(r"[\w'’]+", re.U)
 _STOP = frozenset(
     "a an the of to in on at for and or but is are was were be been by with from that this it its as "
     "has have had will would said says not no".split()
@@ -50,7 +51,16 @@ _STOP = frozenset(
 
 
 def _words(text: str) -> list[str]:
-    return [w.lower().strip("'’-") for w in _WORD.findall(text)]
+    """Lower-case words; possessives reduced ("Apple's" -> "apple") and hyphenated compounds split
+    ("well-known" -> "well", "known"), the same way for the article and the model's phrases."""
+    out = []
+    for w in _WORD.findall(text):
+        w = w.lower().strip("'’")
+        if w.endswith(("'s", "’s")):
+            w = w[:-2]
+        if w:
+            out.append(w)
+    return out
 
 
 def grounded(phrase: str, source_words: set[str], *, need: float) -> bool:
@@ -65,6 +75,8 @@ def grounded(phrase: str, source_words: set[str], *, need: float) -> bool:
 def normalize_sentiment(value: float, tone: str) -> float:
     """Sentiment in [-1, 1] that agrees with the tone. Small models answer 7 for "fairly positive"
     or 0.8 beside "negative"; a score that contradicts the tone it came with is not trusted."""
+    if math.isnan(value):  # says nothing: let the tone decide
+        value = 0.0
     if abs(value) > 1:
         value = value / 10 if abs(value) <= 10 else (1.0 if value > 0 else -1.0)
     value = max(-1.0, min(1.0, value))
