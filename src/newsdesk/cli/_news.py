@@ -13,24 +13,56 @@ from newsdesk.cli._app import ApiBaseOpt, CacheOpt, ModelOpt, app
 
 @app.command()
 def analyze(
-    sources: Annotated[list[str] | None, typer.Argument(help="Feed URLs, feed files, OPML or sources.toml files. "
-                                                        "None: the bundled demo feeds.")] = None,
-    sources_file: Annotated[Path | None, typer.Option("--sources", help="A sources file (TOML) or OPML.")] = None,
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Feed URLs, feed files, OPML or sources.toml files. None: the bundled demo feeds."
+        ),
+    ] = None,
+    sources_file: Annotated[
+        Path | None, typer.Option("--sources", help="A sources file (TOML) or OPML.")
+    ] = None,
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, max=200, help="Analyses in flight.")] = 4,
-    fetch_concurrency: Annotated[int, typer.Option("--fetch-concurrency", min=1, max=200, help="Sources fetched at once.")] = 8,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=0.1, help="Seconds to fetch one source, retries included.")] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, max=200, help="Analyses in flight.")
+    ] = 4,
+    fetch_concurrency: Annotated[
+        int, typer.Option("--fetch-concurrency", min=1, max=200, help="Sources fetched at once.")
+    ] = 8,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0.1, help="Seconds to fetch one source, retries included."),
+    ] = None,
     cache: CacheOpt = None,
-    fmt: Annotated[str | None, typer.Option("--format", help="live (default on a terminal) or jsonl (default otherwise).")] = None,
-    full_text: Annotated[bool, typer.Option("--full-text", help="Fetch each article's page and analyze its full text.")] = False,
-    digest: Annotated[bool, typer.Option("--digest", help="After the articles, one summary per topic.")] = False,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Analyze at most N articles.")] = None,
-    lang: Annotated[str | None, typer.Option("--lang", help="Language code for summaries (default: the article's).")] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="live (default on a terminal) or jsonl (default otherwise)."),
+    ] = None,
+    full_text: Annotated[
+        bool,
+        typer.Option("--full-text", help="Fetch each article's page and analyze its full text."),
+    ] = False,
+    digest: Annotated[
+        bool, typer.Option("--digest", help="After the articles, one summary per topic.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Analyze at most N articles.")
+    ] = None,
+    lang: Annotated[
+        str | None,
+        typer.Option("--lang", help="Language code for summaries (default: the article's)."),
+    ] = None,
     topic_by: Annotated[str, typer.Option("--topic-by", help="auto, llm or embedding.")] = "auto",
-    reanalyze: Annotated[bool, typer.Option("--reanalyze", help="Ignore analyses already in the store.")] = False,
-    store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store file (default: user data dir).")] = None,
-    deltas: Annotated[bool, typer.Option("--deltas", help="jsonl: also emit analysis_delta events.")] = False,
+    reanalyze: Annotated[
+        bool, typer.Option("--reanalyze", help="Ignore analyses already in the store.")
+    ] = False,
+    store_path: Annotated[
+        Path | None, typer.Option("--store", help="SQLite store file (default: user data dir).")
+    ] = None,
+    deltas: Annotated[
+        bool, typer.Option("--deltas", help="jsonl: also emit analysis_delta events.")
+    ] = False,
 ) -> None:
     """Fetch news sources concurrently, analyze every article with an LLM, show each result as it is ready."""
     from newsdesk._exceptions import ConfigError
@@ -41,10 +73,22 @@ def analyze(
     if topic_by not in ("auto", "llm", "embedding"):
         raise ConfigError(f"--topic-by must be auto, llm or embedding, not {topic_by!r}")
     code = run_analyze(
-        list(sources or []) + ([str(sources_file)] if sources_file else []), model=model, api_base=api_base,
-        concurrency=concurrency, fetch_concurrency=fetch_concurrency, timeout=timeout, cache=cache,
-        fmt=fmt or ("live" if sys.stdout.isatty() else "jsonl"), full_text=full_text, digest=digest, limit=limit,
-        lang=lang, topic_by=topic_by, reanalyze=reanalyze, store_path=store_path, deltas=deltas,
+        list(sources or []) + ([str(sources_file)] if sources_file else []),
+        model=model,
+        api_base=api_base,
+        concurrency=concurrency,
+        fetch_concurrency=fetch_concurrency,
+        timeout=timeout,
+        cache=cache,
+        fmt=fmt or ("live" if sys.stdout.isatty() else "jsonl"),
+        full_text=full_text,
+        digest=digest,
+        limit=limit,
+        lang=lang,
+        topic_by=topic_by,
+        reanalyze=reanalyze,
+        store_path=store_path,
+        deltas=deltas,
     )
     raise typer.Exit(code)
 
@@ -53,7 +97,9 @@ def analyze(
 def history(
     limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
     store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store file.")] = None,
-    sources: Annotated[bool, typer.Option("--sources", help="Show source health instead of runs.")] = False,
+    sources: Annotated[
+        bool, typer.Option("--sources", help="Show source health instead of runs.")
+    ] = False,
 ) -> None:
     """List past runs (or, with --sources, each source's health)."""
     from newsdesk.cli._news_run import run_history
@@ -65,9 +111,13 @@ def history(
 def show(
     topic: Annotated[str | None, typer.Option("--topic")] = None,
     source: Annotated[str | None, typer.Option("--source")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD or a number of days, e.g. 7d.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="YYYY-MM-DD or a number of days, e.g. 7d.")
+    ] = None,
     story: Annotated[str | None, typer.Option("--story")] = None,
-    query: Annotated[str | None, typer.Option("--query", "-q", help="Semantic search over stored analyses.")] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", "-q", help="Semantic search over stored analyses.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 30,
     fmt: Annotated[str, typer.Option("--format", help="table or jsonl.")] = "table",
     store_path: Annotated[Path | None, typer.Option("--store", help="SQLite store file.")] = None,
@@ -75,5 +125,13 @@ def show(
     """Query stored analyses by topic, source, date, story, or meaning (--query)."""
     from newsdesk.cli._news_run import run_show
 
-    run_show(topic=topic, source=source, since=since, story=story, query=query, limit=limit, fmt=fmt,
-             store_path=store_path)
+    run_show(
+        topic=topic,
+        source=source,
+        since=since,
+        story=story,
+        query=query,
+        limit=limit,
+        fmt=fmt,
+        store_path=store_path,
+    )

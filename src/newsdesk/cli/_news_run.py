@@ -28,10 +28,25 @@ def _open_store(path: Path | None) -> Any:
     return Store(path)
 
 
-def run_analyze(specs: list[str], *, model: str | None, api_base: str | None, concurrency: int,
-                fetch_concurrency: int, timeout: float | None, cache: str | None, fmt: str, full_text: bool,
-                digest: bool, limit: int | None, lang: str | None, topic_by: str, reanalyze: bool,
-                store_path: Path | None, deltas: bool) -> int:
+def run_analyze(
+    specs: list[str],
+    *,
+    model: str | None,
+    api_base: str | None,
+    concurrency: int,
+    fetch_concurrency: int,
+    timeout: float | None,
+    cache: str | None,
+    fmt: str,
+    full_text: bool,
+    digest: bool,
+    limit: int | None,
+    lang: str | None,
+    topic_by: str,
+    reanalyze: bool,
+    store_path: Path | None,
+    deltas: bool,
+) -> int:
     from newsdesk import Gateway, Limits
     from newsdesk._backend import check_model
     from newsdesk._config import default_model
@@ -41,12 +56,23 @@ def run_analyze(specs: list[str], *, model: str | None, api_base: str | None, co
     sources = resolve_sources(specs) if specs else demo_sources()
     name = model or default_model()
     check_model(name, api_base=api_base)
-    gateway = Gateway(cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency))
+    gateway = Gateway(
+        cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency)
+    )
     options = PipelineOptions(
-        sources=sources, model=name, api_base=api_base, concurrency=concurrency, fetch_concurrency=fetch_concurrency,
-        fetch_timeout=timeout, full_text=full_text, digest=digest, limit=limit, lang=lang,
+        sources=sources,
+        model=name,
+        api_base=api_base,
+        concurrency=concurrency,
+        fetch_concurrency=fetch_concurrency,
+        fetch_timeout=timeout,
+        full_text=full_text,
+        digest=digest,
+        limit=limit,
+        lang=lang,
         topic_mode=topic_by,  # type: ignore[arg-type]
-        deltas=(fmt == "live") or deltas, reanalyze=reanalyze,
+        deltas=(fmt == "live") or deltas,
+        reanalyze=reanalyze,
     )
     store = _open_store(store_path)
     try:
@@ -85,8 +111,13 @@ class _LiveView:
         self.status: dict[str, str] = {s: "[dim]fetching…[/dim]" for s in sources}
         self.inflight: dict[str, tuple[str, str]] = {}  # id -> (title, text so far)
         self.titles: dict[str, str] = {}
-        self.progress = Progress(TextColumn("[bold]analysis"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), expand=False)
+        self.progress = Progress(
+            TextColumn("[bold]analysis"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            expand=False,
+        )
         self.task = self.progress.add_task("analysis", total=0)
 
     def render(self) -> Group:
@@ -117,7 +148,9 @@ async def _live(options: Any, gateway: Any, store: Any, model: str) -> Any:
             if kind == "source_ok":
                 note = " (not modified)" if ev.not_modified else ""
                 warn = f" [yellow]⚠ {escape(ev.warnings[0])}[/yellow]" if ev.warnings else ""
-                view.status[ev.source] = f"[green]ok[/green] {ev.articles} articles, {ev.new_articles} new{note}{warn}"
+                view.status[ev.source] = (
+                    f"[green]ok[/green] {ev.articles} articles, {ev.new_articles} new{note}{warn}"
+                )
             elif kind == "source_error":
                 view.status[ev.source] = f"[red]failed:[/red] {escape(ev.reason)}"
             elif kind == "article":
@@ -135,8 +168,10 @@ async def _live(options: Any, gateway: Any, store: Any, model: str) -> Any:
                     if ev.story:
                         stories.setdefault(ev.story, []).append(ev.title)
                 else:
-                    live.console.print(f"[red]✗[/red] [bold]{escape(ev.title)}[/bold] [dim]({escape(ev.source)})[/dim]"
-                                       f" — analysis failed: {escape(ev.reason)}")
+                    live.console.print(
+                        f"[red]✗[/red] [bold]{escape(ev.title)}[/bold] [dim]({escape(ev.source)})[/dim]"
+                        f" — analysis failed: {escape(ev.reason)}"
+                    )
             elif kind == "digest":
                 digests.append(ev)
             elif kind == "done":
@@ -153,7 +188,9 @@ async def _live(options: Any, gateway: Any, store: Any, model: str) -> Any:
         for titles in multi.values():
             console.print("  • " + " | ".join(escape(t) for t in titles))
     for d in digests:
-        console.print(f"\n[bold magenta]{d.topic}[/bold magenta] ({d.articles} articles): {escape(d.summary)}")
+        console.print(
+            f"\n[bold magenta]{d.topic}[/bold magenta] ({d.articles} articles): {escape(d.summary)}"
+        )
     if done is not None:
         console.print(_summary_table(done))
     return done
@@ -162,11 +199,22 @@ async def _live(options: Any, gateway: Any, store: Any, model: str) -> Any:
 def _analysis_block(ev: Any) -> Any:
     a = ev.analysis
     color = _TONE.get(a.tone, "white")
-    head = Text.assemble(("✓ ", "green"), (ev.title, "bold"), "  ", (f"[{ev.source}", "dim"),
-                         (f" +{len(ev.sources) - 1} more" if len(ev.sources) > 1 else "", "dim"), ("]", "dim"),
-                         ("  (cache)" if ev.cached else "", "dim"))
-    meta = Text.assemble("   ", (a.topic, "magenta"), " · ", (f"{a.tone} {a.sentiment:+.2f}", color),
-                         f" · {ev.latency:.1f} s" if ev.latency else "")
+    head = Text.assemble(
+        ("✓ ", "green"),
+        (ev.title, "bold"),
+        "  ",
+        (f"[{ev.source}", "dim"),
+        (f" +{len(ev.sources) - 1} more" if len(ev.sources) > 1 else "", "dim"),
+        ("]", "dim"),
+        ("  (cache)" if ev.cached else "", "dim"),
+    )
+    meta = Text.assemble(
+        "   ",
+        (a.topic, "magenta"),
+        " · ",
+        (f"{a.tone} {a.sentiment:+.2f}", color),
+        f" · {ev.latency:.1f} s" if ev.latency else "",
+    )
     lines: list[Any] = [head, meta, Text("   " + a.summary)]
     for fact in a.key_facts[:3]:
         lines.append(Text("   - " + fact, style="dim"))
@@ -180,7 +228,7 @@ def _summary_table(done: Any) -> Table:
     t = Table(title="Run summary", show_header=False)
     t.add_row("sources", f"{done.sources_ok} ok, {done.sources_failed} failed")
     for name, reason in done.failures.items():
-        t.add_row(f"  failed: {name}", reason)
+        t.add_row(f"  failed: {escape(name)}", escape(reason))
     t.add_row("articles (new, after dedup)", str(done.articles))
     t.add_row("duplicates merged", str(done.duplicates))
     t.add_row("analyzed", f"{done.analyzed} ({done.from_cache} from cache)")
@@ -203,22 +251,41 @@ def run_history(*, limit: int, store_path: Path | None, sources: bool) -> None:
             for col in ("source", "url", "last success", "last error", "failures in a row"):
                 t.add_column(col)
             for h in store.source_health():
-                t.add_row(escape(h.name), escape(h.url), _when(h.last_success), escape(h.last_error or ""),
-                          str(h.consecutive_failures))
+                t.add_row(
+                    escape(h.name),
+                    escape(h.url),
+                    _when(h.last_success),
+                    escape(h.last_error or ""),
+                    str(h.consecutive_failures),
+                )
             console.print(t)
             return
         runs = store.list_runs(limit=limit)
         if not runs:
             console.print("no runs yet: try [bold]newsdesk analyze[/bold]")
             return
-        t = Table(title="Runs")
-        for col in ("run", "started", "status", "model", "sources", "analyzed", "failed", "wall"):
-            t.add_column(col)
+        # The run id and status are what a user reads here (to find an interrupted run): never
+        # cut them; the model name folds instead when the terminal is narrow.
+        t = Table(title="Runs", box=None, padding=(0, 1), header_style="bold")
+        t.add_column("run", no_wrap=True, min_width=22)
+        t.add_column("started", no_wrap=True)
+        t.add_column("status", no_wrap=True, min_width=11)
+        for col in ("analyzed", "failed", "wall"):
+            t.add_column(col, justify="right", no_wrap=True)
+        t.add_column("sources", justify="right")
+        t.add_column("model", overflow="fold")
         for r in runs:
             s = r.stats or {}
-            t.add_row(r.id, _when(r.started_at), r.status, r.model, str(len(r.sources)),
-                      str(s.get("analyzed", "")), str(s.get("failed", "")),
-                      f"{s['wall']:.1f} s" if "wall" in s else "")
+            t.add_row(
+                r.id,
+                _when(r.started_at),
+                r.status,
+                str(s.get("analyzed", "")),
+                str(s.get("failed", "")),
+                f"{s['wall']:.1f} s" if "wall" in s else "",
+                str(len(r.sources)),
+                escape(r.model),
+            )
         console.print(t)
     finally:
         store.close()
@@ -243,12 +310,23 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"--since takes a date (YYYY-MM-DD) or a number of days (7d), not {value!r}") from None
+        raise ConfigError(
+            f"--since takes a date (YYYY-MM-DD) or a number of days (7d), not {value!r}"
+        ) from None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def run_show(*, topic: str | None, source: str | None, since: str | None, story: str | None, query: str | None,
-             limit: int, fmt: str, store_path: Path | None) -> None:
+def run_show(
+    *,
+    topic: str | None,
+    source: str | None,
+    since: str | None,
+    story: str | None,
+    query: str | None,
+    limit: int,
+    fmt: str,
+    store_path: Path | None,
+) -> None:
     from newsdesk._exceptions import ConfigError
     from newsdesk.news._models import TOPICS
 
@@ -258,8 +336,15 @@ def run_show(*, topic: str | None, source: str | None, since: str | None, story:
         raise ConfigError("--format must be table or jsonl")
     store = _open_store(store_path)
     try:
-        rows = search_store(store, topic=topic, source=source, since=parse_since(since), story=story, query=query,
-                            limit=limit)
+        rows = search_store(
+            store,
+            topic=topic,
+            source=source,
+            since=parse_since(since),
+            story=story,
+            query=query,
+            limit=limit,
+        )
     finally:
         store.close()
     if fmt == "jsonl":
@@ -278,23 +363,45 @@ def run_show(*, topic: str | None, source: str | None, since: str | None, story:
         t.add_column(col, overflow="fold")
     for r, _score in rows:
         a = r.analysis
-        t.add_row(_when(r.published), escape(", ".join(r.sources or [r.source])), escape(r.title), a.topic,
-                  f"[{_TONE.get(a.tone, 'white')}]{a.tone}[/]", r.story or "", escape(a.summary))
+        t.add_row(
+            _when(r.published),
+            escape(", ".join(r.sources or [r.source])),
+            escape(r.title),
+            a.topic,
+            f"[{_TONE.get(a.tone, 'white')}]{a.tone}[/]",
+            r.story or "",
+            escape(a.summary),
+        )
     console.print(t)
 
 
-def search_store(store: Any, *, topic: str | None = None, source: str | None = None, since: datetime | None = None,
-                 story: str | None = None, query: str | None = None, limit: int = 30) -> list[tuple[Any, float | None]]:
+def search_store(
+    store: Any,
+    *,
+    topic: str | None = None,
+    source: str | None = None,
+    since: datetime | None = None,
+    story: str | None = None,
+    query: str | None = None,
+    limit: int = 30,
+) -> list[tuple[Any, float | None]]:
     """Filtered analyses; with ``query``, ranked by meaning (embedding search) within the filters."""
     if not query:
-        return [(r, None) for r in store.query(topic=topic, source=source, since=since, story=story, limit=limit)]
+        return [
+            (r, None)
+            for r in store.query(topic=topic, source=source, since=since, story=story, limit=limit)
+        ]
     from newsdesk.news import _embed
 
     candidates = store.query(topic=topic, source=source, since=since, story=story, limit=100000)
     with_vec = [r for r in candidates if r.vector]
     if not with_vec:
-        return [(r, None) for r in store.query(topic=topic, source=source, since=since, story=story, text=query,
-                                               limit=limit)]
+        return [
+            (r, None)
+            for r in store.query(
+                topic=topic, source=source, since=since, story=story, text=query, limit=limit
+            )
+        ]
     import numpy as np
 
     emb = _embed.default_embedder()
