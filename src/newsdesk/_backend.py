@@ -53,6 +53,7 @@ _WARM = (
     "litellm.proxy._types",
     "litellm.litellm_core_utils.default_encoding",
 )
+_WARM_LATER = ("fastapi.exceptions",)
 
 
 def import_litellm() -> Any:
@@ -80,8 +81,19 @@ def _import_litellm() -> Any:
         for name in _WARM:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
+        # LiteLLM's error mapping imports FastAPI (~0.5 s) on the first failure; do that early,
+        # in the background, rather than inside someone's event loop when a call first fails.
+        threading.Thread(target=_warm_later, name="newsdesk-warm").start()
         _litellm = litellm
         return litellm
+
+
+def _warm_later() -> None:
+    import importlib
+
+    for name in _WARM_LATER:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 async def aimport_litellm() -> Any:
@@ -133,6 +145,9 @@ def translate_errors(model: str) -> Iterator[None]:
     except TimeoutError as exc:
         raise ProviderTimeout(f"{model}: timed out", model=model) from exc
     except Exception as exc:
+        own = _own_error(exc)
+        if own is not None:
+            raise own from None  # ours already (from the embedded provider): as raised, unwrapped
         raise _translate(exc, model) from exc
 
 
@@ -153,9 +168,24 @@ def _malformed_reply(exc: BaseException) -> bool:
     return parse_error
 
 
+def _own_error(exc: BaseException) -> NewsdeskError | None:
+    """A newsdesk error raised below LiteLLM (by the embedded model's provider) and wrapped by it."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, NewsdeskError):
+            return e
+        e = e.__cause__ or e.__context__ or getattr(e, "original_exception", None)
+    return None
+
+
 def _translate(exc: Exception, model: str) -> NewsdeskError:
     import litellm
 
+    own = _own_error(exc)
+    if own is not None:
+        return own
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     msg = _first_line(exc)
@@ -183,6 +213,9 @@ def _translate(exc: Exception, model: str) -> NewsdeskError:
         return ConfigError(f"{model}: the provider refused the request: {msg}")
     if status in (None, 500) and _malformed_reply(exc):
         return BadResponse(f"{model}: malformed reply from the provider: {msg}", model=model)
+    if "exceed context window" in msg.lower():
+        # llama.cpp (the embedded model) says so through a generic error: retrying cannot help.
+        return ConfigError(f"{model}: the conversation does not fit the model's context window ({msg})")
     if isinstance(exc, (litellm.exceptions.APIConnectionError, litellm.exceptions.ServiceUnavailableError,
                         litellm.exceptions.InternalServerError, litellm.exceptions.BadGatewayError)):
         if "api_key" in msg.lower() or "api key" in msg.lower():
