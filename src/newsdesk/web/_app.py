@@ -1,0 +1,364 @@
+"""The Gradio app: Chat, News and History tabs over one shared ``Gateway`` and ``Store``.
+
+Other tabs (the Agent tab) plug in through ``register_tab`` or ``build_app(extra_tabs=...)``: a
+tab builder is called inside the app's ``gr.Tabs`` with the ``WebContext`` and creates its own
+``gr.Tab``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from newsdesk._exceptions import MissingExtraError, NewsdeskError
+from newsdesk.web._aio import closing
+from newsdesk.web._text import md_text, message_text
+
+if TYPE_CHECKING:
+    import gradio as gr
+
+    from newsdesk._client import Gateway
+    from newsdesk.news._store import Store
+
+CHAT_UPDATE_INTERVAL = 0.04  # seconds between chat UI updates (a token at a time at ~25/s)
+DEFAULT_CONCURRENCY = 8  # events of one kind running at once across all sessions (>= 4 sessions)
+MODEL_CHOICES = ["local/smollm2", "fast", "strong", "openai/gpt-4o-mini", "ollama/llama3"]
+_OPTIONAL_TABS = ("newsdesk.web._agent",)  # modules that call register_tab() when imported
+
+CSS = """
+#news-inflight textarea { font-family: ui-monospace, monospace; font-size: 12px; }
+#news-status table { font-size: 13px; }
+footer { display: none !important; }
+"""
+
+
+@dataclass
+class WebContext:
+    """What a tab builder gets: the shared gateway and store, and the app-wide model settings
+    (components: use them as event inputs to get the user's current choice)."""
+
+    gateway: Gateway
+    store: Store
+    model: gr.Dropdown
+    api_base: gr.Textbox
+    default_model: str
+
+
+TabBuilder = Callable[[WebContext], None]
+_registered: list[TabBuilder] = []
+
+
+def register_tab(builder: TabBuilder) -> TabBuilder:
+    """Add a tab to every app built from now on (usable as a decorator)."""
+    if builder not in _registered:
+        _registered.append(builder)
+    return builder
+
+
+def import_gradio() -> Any:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio
+    except ImportError as exc:
+        raise MissingExtraError("the web app", "web") from exc
+    return gradio
+
+
+def _load_optional_tabs() -> None:
+    for mod in _OPTIONAL_TABS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+
+
+def build_app(
+    *,
+    model: str | None = None,
+    api_base: str | None = None,
+    store_path: str | Path | None = None,
+    cache: str | None = None,
+    extra_tabs: Sequence[TabBuilder] = (),
+    gateway: Gateway | None = None,
+) -> gr.Blocks:
+    """The whole app, queue configured; ``launch()`` it or use ``serve()``.
+
+    ``cache``: as ``--cache`` (None: memory + disk). Chat requests never use the cache.
+    """
+    gr = import_gradio()
+    from newsdesk._client import Gateway
+    from newsdesk._config import default_model
+    from newsdesk.news._store import Store
+    from newsdesk.web._history import build_history_tab
+    from newsdesk.web._news import build_news_tab
+
+    _load_optional_tabs()
+    gw = gateway or Gateway(cache=cache)
+    store = Store(store_path)
+    chosen = model or default_model()
+    choices = [chosen, *[c for c in MODEL_CHOICES if c != chosen]]
+
+    with gr.Blocks(title="newsdesk", analytics_enabled=False) as demo:
+        with gr.Row(equal_height=True):
+            gr.Markdown("## newsdesk", elem_id="brand")
+            model_box = gr.Dropdown(
+                choices,
+                value=chosen,
+                allow_custom_value=True,
+                label="Model",
+                info="Any LiteLLM model string; local/smollm2 runs on this machine.",
+                elem_id="model",
+                scale=2,
+            )
+            api_base_box = gr.Textbox(
+                value=api_base or "",
+                label="API base (optional)",
+                placeholder="http://localhost:11434 or an OpenAI-compatible URL",
+                elem_id="api-base",
+                scale=2,
+            )
+        ctx = WebContext(
+            gateway=gw, store=store, model=model_box, api_base=api_base_box, default_model=chosen
+        )
+        with gr.Tabs(elem_id="tabs"):
+            build_chat_tab(ctx)
+            build_news_tab(ctx)
+            build_history_tab(ctx)
+            for builder in [*_registered, *extra_tabs]:
+                builder(ctx)
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY)
+    demo.newsdesk_context = ctx  # for tests and embedding apps
+    return demo
+
+
+# ---------------------------------------------------------------- chat
+
+
+def _chat_request(
+    history: list[dict[str, Any]],
+    *,
+    model: str,
+    api_base: str | None,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+) -> Any:
+    from newsdesk._request import Message, Request
+
+    messages = [Message(role="system", content=system)] if system and system.strip() else []
+    for m in history:
+        role = m.get("role")
+        text = message_text(m.get("content"))
+        if role in ("user", "assistant") and text:
+            messages.append(Message(role=role, content=text))
+    return Request(
+        model=model,
+        api_base=api_base,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        cache="off",
+        retries=0,
+    )
+
+
+async def chat_reply(
+    gateway: Gateway,
+    message: str | None,
+    history: list[dict[str, Any]] | None,
+    *,
+    model: str,
+    api_base: str | None = None,
+    system: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    interval: float = CHAT_UPDATE_INTERVAL,
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The chat history after each streamed piece of the reply. Errors end up as a message in
+    the chat. Closing this generator (or cancelling its task) closes the model stream, which
+    stops the provider call."""
+    from newsdesk._backend import check_model
+
+    turns = [
+        {"role": m.get("role"), "content": message_text(m.get("content"))} for m in history or []
+    ]
+    text = (message or "").strip()
+    if not text:
+        yield turns
+        return
+    turns.append({"role": "user", "content": text})
+    reply: dict[str, Any] = {"role": "assistant", "content": ""}
+    yield [*turns, reply]
+    try:
+        await asyncio.to_thread(check_model, model, api_base=api_base)
+        request = _chat_request(
+            turns,
+            model=model,
+            api_base=api_base,
+            system=system,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+        last = 0.0
+        async with closing(gateway.stream(request)) as chunks:
+            async for chunk in chunks:
+                if chunk.restart:
+                    reply["content"] = ""
+                if chunk.done:
+                    break
+                if chunk.content:
+                    reply["content"] += chunk.content
+                    now = time.monotonic()
+                    if now - last >= interval:
+                        last = now
+                        yield [*turns, dict(reply)]
+        if not reply["content"].strip():
+            reply["content"] = "_(the model returned no text)_"
+    except NewsdeskError as exc:
+        reply["content"] = _with_error(reply["content"], str(exc))
+    except Exception as exc:  # a bug must not become a traceback in the page
+        reply["content"] = _with_error(reply["content"], f"unexpected {type(exc).__name__}: {exc}")
+    yield [*turns, reply]
+
+
+def _with_error(partial: str, error: str) -> str:
+    note = f"**Error:** {md_text(error)}"
+    return f"{partial}\n\n{note}" if partial.strip() else note
+
+
+def build_chat_tab(ctx: WebContext) -> None:
+    import gradio as gr
+
+    with gr.Tab("Chat", id="chat", elem_id="tab-chat"):
+        chatbot = gr.Chatbot(
+            label="Chat",
+            height=460,
+            elem_id="chatbot",
+            buttons=["copy", "copy_all"],
+            placeholder="Ask anything. Replies stream token by token.",
+        )
+        with gr.Row():
+            msg = gr.Textbox(
+                placeholder="Type a message and press Enter",
+                show_label=False,
+                scale=6,
+                elem_id="chat-input",
+                autofocus=True,
+            )
+            send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
+            clear = gr.Button("Clear", scale=1, elem_id="chat-clear")
+        with gr.Accordion("Settings", open=False):
+            system = gr.Textbox("", label="System prompt", lines=2, elem_id="chat-system")
+            with gr.Row():
+                max_tokens = gr.Slider(
+                    8, 4096, value=512, step=8, label="Max tokens", elem_id="chat-max-tokens"
+                )
+                temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
+
+        async def respond(
+            message: str,
+            history: list[dict[str, Any]],
+            model: str | None,
+            api_base: str | None,
+            system_prompt: str | None,
+            max_tok: float | None,
+            temp: float | None,
+        ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+            async with closing(
+                chat_reply(
+                    ctx.gateway,
+                    message,
+                    history,
+                    model=(model or "").strip() or ctx.default_model,
+                    api_base=(api_base or "").strip() or None,
+                    system=system_prompt,
+                    max_tokens=int(max_tok) if max_tok else None,
+                    temperature=float(temp) if temp is not None else None,
+                )
+            ) as updates:
+                async for turns in updates:
+                    yield turns, ""
+
+        event = gr.on(
+            [msg.submit, send.click],
+            respond,
+            inputs=[msg, chatbot, ctx.model, ctx.api_base, system, max_tokens, temperature],
+            outputs=[chatbot, msg],
+            api_name="chat",
+            show_progress="hidden",
+        )
+        stop.click(None, cancels=[event])
+        clear.click(
+            lambda: ([], ""), None, [chatbot, msg], cancels=[event], api_visibility="private"
+        )
+
+
+# ---------------------------------------------------------------- serving
+
+
+def theme() -> Any:
+    gr = import_gradio()
+    # System fonts only: the app must look right with no internet.
+    return gr.themes.Soft(
+        primary_hue="indigo",
+        font=["ui-sans-serif", "system-ui", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "monospace"],
+    )
+
+
+def launch_kwargs(
+    host: str, port: int, auth: tuple[str, str] | None, *, quiet: bool = False
+) -> dict[str, Any]:
+    """What ``serve`` passes to ``Blocks.launch`` (tests reuse it to launch in a thread)."""
+    return {
+        "server_name": host,
+        "server_port": port,
+        "auth": auth,
+        "share": False,
+        "ssr_mode": False,
+        "show_error": False,
+        "quiet": quiet,
+        "theme": theme(),
+        "css": CSS,
+        "footer_links": [],
+        "max_file_size": "20mb",
+        "enable_monitoring": False,
+        "mcp_server": False,
+    }
+
+
+def _warm_up() -> None:
+    """Import LiteLLM in the background so the first chat reply does not wait for it."""
+    with contextlib.suppress(Exception):
+        from newsdesk._backend import import_litellm
+
+        import_litellm()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    auth: tuple[str, str] | None = None,
+    *,
+    model: str | None = None,
+    api_base: str | None = None,
+    store_path: str | Path | None = None,
+    cache: str | None = None,
+    quiet: bool = False,
+    block: bool = True,
+) -> gr.Blocks:
+    """Build the app and serve it until interrupted (``block=False``: return once it is up)."""
+    demo = build_app(model=model, api_base=api_base, store_path=store_path, cache=cache)
+    threading.Thread(target=_warm_up, name="newsdesk-warm-up", daemon=True).start()
+    demo.launch(prevent_thread_lock=not block, **launch_kwargs(host, port, auth, quiet=quiet))
+    return demo

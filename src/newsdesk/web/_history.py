@@ -1,0 +1,251 @@
+"""The History tab: past runs, source health, and stored analyses filtered by topic, source,
+date and meaning (the same ``search_store`` the ``newsdesk show`` command uses)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from newsdesk._exceptions import NewsdeskError
+from newsdesk.web._news import CellType, analysis_markdown, selected_number
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from newsdesk.web._app import WebContext
+
+ANY = "(any)"
+RESULT_COLUMNS = [
+    "#",
+    "published",
+    "source(s)",
+    "title",
+    "topic",
+    "tone",
+    "sentiment",
+    "story",
+    "summary",
+    "score",
+]
+RESULT_TYPES: list[CellType] = [
+    "number",
+    "str",
+    "str",
+    "str",
+    "str",
+    "str",
+    "number",
+    "str",
+    "str",
+    "str",
+]
+RUN_COLUMNS = ["run", "started", "status", "model", "sources", "analyzed", "failed", "wall"]
+SOURCE_COLUMNS = ["source", "url", "last success", "last error", "failures in a row"]
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
+
+
+def runs_frame(store: Any, limit: int = 50) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = []
+    for r in store.list_runs(limit=limit):
+        s = r.stats or {}
+        status = "cancelled" if s.get("cancelled") else r.status
+        wall = f"{s['wall']:.1f} s" if isinstance(s.get("wall"), (int, float)) else ""
+        rows.append(
+            [
+                r.id,
+                _when(r.started_at),
+                status,
+                r.model,
+                ", ".join(r.sources),
+                str(s.get("analyzed", "")),
+                str(s.get("failed", "")),
+                wall,
+            ]
+        )
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def sources_frame(store: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    rows = [
+        [h.name, h.url, _when(h.last_success), h.last_error or "", h.consecutive_failures]
+        for h in store.source_health()
+    ]
+    return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
+
+
+def search(
+    store: Any,
+    *,
+    topic: str | None,
+    source: str | None,
+    since: str | None,
+    query: str | None,
+    limit: int = 100,
+) -> tuple[pd.DataFrame, list[Any]]:
+    """Stored analyses matching the filters (ranked by meaning when ``query`` is given)."""
+    import pandas as pd
+
+    from newsdesk.cli._news_run import parse_since, search_store
+
+    found = search_store(
+        store,
+        topic=None if topic in (None, "", ANY) else topic,
+        source=None if source in (None, "", ANY) else source,
+        since=parse_since((since or "").strip() or None),
+        query=(query or "").strip() or None,
+        limit=limit,
+    )
+    data = []
+    items = []
+    for i, (r, score) in enumerate(found, start=1):
+        a = r.analysis
+        data.append(
+            [
+                i,
+                _when(r.published),
+                ", ".join(r.sources or [r.source]),
+                r.title,
+                a.topic,
+                a.tone,
+                round(a.sentiment, 2),
+                r.story or "",
+                a.summary,
+                "" if score is None else f"{score:.3f}",
+            ]
+        )
+        items.append(r)
+    return pd.DataFrame(data, columns=RESULT_COLUMNS), items
+
+
+def stored_detail(items: list[Any], n: int, store: Any) -> str:
+    if not 1 <= n <= len(items):
+        return ""
+    r = items[n - 1]
+    mates: list[tuple[str, list[str]]] = []
+    sources = list(r.sources or [r.source])
+    if r.story:
+        for other in store.query(story=r.story, limit=50):
+            if other.article_id != r.article_id:
+                mates.append((other.title, list(other.sources or [other.source])))
+                sources += [s for s in other.sources or [other.source] if s not in sources]
+    return analysis_markdown(
+        title=r.title,
+        url=r.url,
+        analysis=r.analysis,
+        sources=sources,
+        published=r.published,
+        story=r.story,
+        story_mates=mates,
+        model=r.model,
+        topic_by=r.topic_by,
+    )
+
+
+def build_history_tab(ctx: WebContext) -> None:
+    import gradio as gr
+
+    from newsdesk.news._models import TOPICS
+    from newsdesk.web._text import md_text
+
+    with gr.Tab("History", id="history", elem_id="tab-history") as tab:
+        with gr.Row():
+            topic = gr.Dropdown([ANY, *TOPICS], value=ANY, label="Topic", elem_id="history-topic")
+            source = gr.Dropdown(
+                [ANY], value=ANY, label="Source", allow_custom_value=True, elem_id="history-source"
+            )
+            since = gr.Textbox(
+                "", label="Since", placeholder="7d or 2025-03-01", elem_id="history-since"
+            )
+            query = gr.Textbox(
+                "",
+                label="Search by meaning",
+                placeholder="e.g. interest rates",
+                elem_id="history-query",
+                scale=2,
+            )
+            search_btn = gr.Button("Search", variant="primary", elem_id="history-search", scale=0)
+        message = gr.Markdown(elem_id="history-message")
+        results = gr.Dataframe(
+            headers=RESULT_COLUMNS,
+            datatype=RESULT_TYPES,
+            interactive=False,
+            wrap=True,
+            max_height=420,
+            label="Stored analyses (select a row for its full analysis)",
+            elem_id="history-results",
+        )
+        detail = gr.Markdown(elem_id="history-detail")
+        items_state = gr.State([])
+        with gr.Accordion("Runs and source health", open=True):
+            refresh_btn = gr.Button("Refresh", size="sm", elem_id="history-refresh")
+            runs = gr.Dataframe(
+                headers=RUN_COLUMNS,
+                interactive=False,
+                label="Runs",
+                max_height=300,
+                elem_id="history-runs",
+            )
+            health = gr.Dataframe(
+                headers=SOURCE_COLUMNS,
+                interactive=False,
+                label="Sources",
+                max_height=300,
+                elem_id="history-sources",
+            )
+
+        async def do_search(t: str, s: str, since_text: str, q: str) -> tuple[Any, ...]:
+            try:
+                frame, items = await asyncio.to_thread(
+                    search, ctx.store, topic=t, source=s, since=since_text, query=q
+                )
+            except NewsdeskError as exc:
+                return gr.skip(), [], f"**Error:** {md_text(exc)}", ""
+            except Exception as exc:
+                return (
+                    gr.skip(),
+                    [],
+                    f"**Error:** unexpected {md_text(type(exc).__name__)}: {md_text(exc)}",
+                    "",
+                )
+            note = f"{len(items)} analyses" if items else "No stored analyses match."
+            return frame, items, note, ""
+
+        async def refresh() -> tuple[Any, ...]:
+            try:
+                run_df = await asyncio.to_thread(runs_frame, ctx.store)
+                src_df = await asyncio.to_thread(sources_frame, ctx.store)
+            except Exception as exc:
+                return gr.skip(), gr.skip(), gr.skip(), f"**Error:** {md_text(exc)}"
+            names = sorted(set(src_df["source"].tolist()))
+            return run_df, src_df, gr.update(choices=[ANY, *names]), gr.skip()
+
+        async def show_detail(items: list[Any], evt: gr.SelectData) -> str:
+            n = selected_number(evt)
+            if n is None:
+                return ""
+            return await asyncio.to_thread(stored_detail, items, n, ctx.store)
+
+        search_inputs = [topic, source, since, query]
+        search_outputs = [results, items_state, message, detail]
+        gr.on(
+            [search_btn.click, query.submit, since.submit],
+            do_search,
+            search_inputs,
+            search_outputs,
+            api_name="history_search",
+        )
+        refresh_outputs = [runs, health, source, message]
+        refresh_btn.click(refresh, None, refresh_outputs, api_name="history_refresh")
+        tab.select(refresh, None, refresh_outputs, api_visibility="private")
+        tab.select(do_search, search_inputs, search_outputs, api_visibility="private")
+        # Annotations are strings here (postponed); Gradio needs the real class to pass the event.
+        show_detail.__annotations__["evt"] = gr.SelectData
+        results.select(show_detail, [items_state], [detail], api_visibility="private")
