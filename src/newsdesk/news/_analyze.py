@@ -140,8 +140,10 @@ def analysis_request(
     )
 
 
-TopicFn = Callable[[Article], tuple[str, bytes | None]]
-"""Embedding step: article -> (topic, vector bytes). Blocking; run in a thread."""
+TopicFn = Callable[[Article], tuple[Any, ...]]
+"""Embedding step: article -> (topic, vector bytes) or (topic, vector bytes, (tone, sentiment)).
+Blocking; run in a thread. The tone, when given, replaces the LLM's wherever the embedding's topic
+does (``llm_topic=False``): measured on lee50, the embedded LLM's tone is worse than it."""
 
 
 async def analyze_article(
@@ -182,9 +184,11 @@ async def analyze_article(
     topic_by: Literal["llm", "embedding"] = "llm"
     raw: BaseModel = final.value
     topic = getattr(raw, "topic", None)
+    emb_tone: tuple[str, float] | None = None
     if embed_task is not None:
         try:
-            emb_topic, vector = await embed_task
+            emb_topic, vector, *more = await embed_task
+            emb_tone = more[0] if more else None
         except Exception as exc:
             # The embedding step is an extra: when it breaks, the LLM's topic still stands.
             if topic is None:
@@ -197,6 +201,8 @@ async def analyze_article(
     mapped, ents = to_analysis(raw, topic)  # type: ignore[arg-type]
     fields: dict[str, Any] = dict(mapped)
     fields, ents = ground(fields, ents, article)
+    if emb_tone is not None and topic_by == "embedding" and not llm_topic:
+        fields["tone"], fields["sentiment"] = emb_tone
     fields["sentiment"] = normalize_sentiment(
         float(fields.get("sentiment", 0.0)), str(fields.get("tone"))
     )

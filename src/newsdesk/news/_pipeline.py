@@ -78,19 +78,22 @@ class _Embedding:
     """The embedding step (topic, story, search vector), loaded lazily; absent when the extra isn't installed."""
 
     def __init__(self) -> None:
-        from newsdesk.news import _embed
+        from newsdesk.news import _embed, _tone
 
         self._embed = _embed
         self.embedder = _embed.default_embedder()
         self.classifier = _embed.TopicClassifier(self.embedder)
+        self.tone = _tone.ToneClassifier(self.embedder)
         self.stories = _embed.StoryIndex()
         self._story_names: dict[int, str] = {}
 
-    def topic_and_vector(self, article: Article) -> tuple[str, bytes | None]:
+    def topic_and_vector(self, article: Article) -> tuple[str, bytes | None, tuple[str, float]]:
         text = self._embed.article_text(article.title, article.text)
-        topic, _conf = self.classifier.classify([text])[0]
         vec = self.embedder.embed([text], kind="passage")[0]
-        return topic, self._embed.vector_to_bytes(vec)
+        # topic and tone from the stored vector: one embedding, then two small dot products
+        topic, _conf = self.classifier.classify_vectors(vec)[0]
+        tone = self.tone.classify_vectors(vec)[0]
+        return topic, self._embed.vector_to_bytes(vec), tone
 
     def story_for(self, article_id: str, vector: bytes | None) -> str | None:
         if vector is None:
