@@ -1,0 +1,183 @@
+"""The web app's Agent tab: ask the news agent, watch its steps stream into a Chatbot.
+
+Wire it in with ``build_app(extra_tabs=[agent_tab])`` (or ``register_tab(agent_tab)``); it is
+a tab builder: called inside the app's ``gr.Tabs`` with the ``WebContext``. Gradio is imported
+only when the tab is built. ``agent_reply`` (the chat history after each event) has no Gradio
+in it, so it is testable alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from newsdesk.web._text import md_text, message_text
+
+MAX_SHOWN = 1500  # characters of a tool result shown in the chat
+
+
+def _fence(text: str) -> str:
+    """Tool output (feed text: untrusted) as a code block, shown literally."""
+    body = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + " …"
+    return "```text\n" + body.replace("```", "'''") + "\n```"
+
+
+def _args(arguments: Any) -> str:
+    if isinstance(arguments, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    return repr(arguments)
+
+
+def apply_event(turns: list[dict[str, Any]], ev: Any) -> None:
+    """Add (in place) what one ``AgentEvent`` shows: tool calls and results as collapsible
+    "thought" messages (``metadata.title``), step errors as notes, the answer as the reply."""
+    if ev.kind == "tool_call" and ev.tool != "final_answer":
+        turns.append(
+            {
+                "role": "assistant",
+                "content": f"`{md_text(ev.tool)}({md_text(_args(ev.arguments))})`",
+                "metadata": {
+                    "title": f"🔧 step {ev.step}: {ev.tool}",
+                    "status": "pending",
+                    "id": ev.call_id or "",
+                },
+            }
+        )
+    elif ev.kind == "tool_result" and ev.tool != "final_answer":
+        for m in reversed(turns):
+            meta = m.get("metadata") or {}
+            if meta.get("id") == (ev.call_id or "") and meta.get("status") == "pending":
+                m["content"] = message_text(m["content"]) + "\n\n" + _fence(ev.text)
+                meta["status"] = "done"
+                break
+        else:
+            turns.append(
+                {
+                    "role": "assistant",
+                    "content": _fence(ev.text),
+                    "metadata": {"title": f"🔧 {ev.tool} result", "status": "done"},
+                }
+            )
+    elif ev.kind == "step" and ev.error:
+        first = ev.error.splitlines()[0] if ev.error else ""
+        turns.append(
+            {
+                "role": "assistant",
+                "content": md_text(first[:400]),
+                "metadata": {"title": f"⚠ step {ev.step} went wrong", "status": "done"},
+            }
+        )
+    elif ev.kind == "planning":
+        turns.append(
+            {
+                "role": "assistant",
+                "content": md_text(ev.text[:1500], inline=False),
+                "metadata": {"title": "plan", "status": "done"},
+            }
+        )
+    elif ev.kind == "final":
+        turns.append(
+            {"role": "assistant", "content": md_text(ev.text, inline=False).replace("\n", "  \n")}
+        )
+    elif ev.kind == "error":
+        turns.append(
+            {
+                "role": "assistant",
+                "content": f"**Error:** {md_text(ev.error or 'the agent failed')}",
+            }
+        )
+
+
+async def agent_reply(
+    question: str | None, history: list[dict[str, Any]] | None, make_agent: Callable[[], Any]
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The chat history after each agent event, ending with the answer (or the error).
+    Closing this generator (or cancelling its task: the Stop button) stops the agent at its
+    next step."""
+    from newsdesk.agents import astream_agent
+    from newsdesk.web._aio import closing
+
+    turns = [dict(m) for m in history or []]
+    text = (question or "").strip()
+    if not text:
+        yield turns
+        return
+    turns.append({"role": "user", "content": text})
+    yield list(turns)
+    try:
+        agent = await asyncio.to_thread(make_agent)  # the first one imports LiteLLM: seconds
+    except Exception as exc:  # a bad model name or a missing extra: say so in the chat
+        turns.append({"role": "assistant", "content": f"**Error:** {md_text(str(exc))}"})
+        yield turns
+        return
+    async with closing(astream_agent(agent, text)) as events:
+        async for ev in events:
+            if ev.kind == "delta":
+                continue
+            apply_event(turns, ev)
+            yield [dict(m) for m in turns]
+
+
+def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -> None:
+    """Build the Agent tab (call inside ``gr.Tabs``; ``ctx`` is the app's ``WebContext``).
+
+    The agent uses the app's model and API base fields and its store; each question gets a
+    fresh agent, so sessions never share memory.
+    """
+    import gradio as gr
+
+    from newsdesk.agents import news_agent
+    from newsdesk.web._aio import closing
+
+    with gr.Tab(label, id="agent", elem_id="tab-agent"):
+        gr.Markdown(
+            "Ask about the stored news. The agent searches and reads the analyzed articles with "
+            "tools; each step shows as it happens. The embedded model follows a fixed "
+            "search-then-answer plan and is often wrong: trust its **Sources**."
+        )
+        chatbot = gr.Chatbot(
+            label="Agent",
+            height=460,
+            elem_id="agent-chatbot",
+            placeholder="e.g. What happened with the floods?",
+        )
+        with gr.Row():
+            question = gr.Textbox(
+                placeholder="Ask a question and press Enter",
+                show_label=False,
+                scale=6,
+                elem_id="agent-input",
+            )
+            ask = gr.Button("Ask", variant="primary", scale=1, elem_id="agent-ask")
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="agent-stop")
+            clear = gr.Button("Clear", scale=1, elem_id="agent-clear")
+
+        async def respond(
+            text: str, history: list[dict[str, Any]], model: str | None, api_base: str | None
+        ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+            chosen = (model or "").strip() or ctx.default_model
+            base = None if chosen.startswith("local/") else ((api_base or "").strip() or None)
+
+            def make() -> Any:
+                from newsdesk._backend import check_model
+
+                check_model(chosen, api_base=base)
+                return news_agent(chosen, api_base=base, store=ctx.store, max_steps=max_steps)
+
+            async with closing(agent_reply(text, history, make)) as updates:
+                async for turns in updates:
+                    yield turns, ""
+
+        event = gr.on(
+            [question.submit, ask.click],
+            respond,
+            inputs=[question, chatbot, ctx.model, ctx.api_base],
+            outputs=[chatbot, question],
+            api_name="agent",
+            show_progress="hidden",
+        )
+        stop.click(None, cancels=[event])
+        clear.click(
+            lambda: ([], ""), None, [chatbot, question], cancels=[event], api_visibility="private"
+        )
