@@ -54,7 +54,7 @@ def task_of(messages: list[Any]) -> str:
     raise AssertionError("no task in the messages")
 
 
-class ScriptedModel(Model):  # type: ignore[misc]
+class ScriptedModel(Model):
     """``script(messages, step)`` returns the reply; ``step`` is the run's step number (from 1,
     counted from the earlier steps' model outputs in the messages). Every call's messages are kept in ``calls`` (thread-safe: shared by many agents)."""
 
