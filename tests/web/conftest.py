@@ -100,7 +100,8 @@ def start_web(api_base: str, *extra: str) -> Iterator[WebServer]:
                         f"newsdesk web exited with {process.returncode}:\n{server.log_tail()}"
                     )
                 with contextlib.suppress(httpx.HTTPError):
-                    if client.get(server.url + "/config").status_code == 200:
+                    # 200, or 401 when the app asks for a login: either way it is serving.
+                    if client.get(server.url + "/config").status_code in (200, 401):
                         break
                 if time.monotonic() > deadline:
                     raise RuntimeError(

@@ -202,6 +202,33 @@ def test_news_rows_arrive_and_charts_draw(ui: Page, openai_server: Any) -> None:
     ui.shot("news-finished")
 
 
+def test_history_tab_filters_and_shows_details(ui: Page, feed_server: Any) -> None:
+    # Something to find: one run of a small feed (earlier tests may have stored more).
+    ui.open_news()
+    page = ui.page
+    for box in page.locator("#news-demo input[type=checkbox]").all():
+        box.uncheck()
+    page.locator("#news-embeddings input[type=checkbox]").uncheck()
+    page.fill("#news-urls textarea", f"{feed_server.url}/feeds/rdf")
+    page.click("#news-run")
+    poll(ui.status, lambda s: "finished" in s, timeout=60)
+
+    page.get_by_role("tab", name="History").click()
+    runs = page.locator("#history-runs")
+    poll(lambda: runs.inner_text(), lambda t: "finished" in t, timeout=15)
+    page.fill("#history-query textarea", "Comet")
+    page.click("#history-search")
+    results = page.locator("#history-results")
+    poll(results.inner_text, lambda t: "Comet seen from the valley" in t, timeout=15)
+    page.locator(
+        "#history-results [role=gridcell]", has_text="Comet seen from the valley"
+    ).first.click()
+    detail = page.locator("#history-detail")
+    poll(detail.inner_text, lambda t: "Sources that carried the story" in t, timeout=15)
+    assert "Comet seen from the valley" in detail.inner_text()
+    ui.shot("history")
+
+
 def test_hostile_feed_content_is_shown_as_text(
     ui: Page, feed_server: Any, openai_server: Any
 ) -> None:

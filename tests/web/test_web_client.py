@@ -14,7 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from newsdesk._exceptions import ConfigError
-from tests.web.conftest import WebServer
+from tests.web.conftest import WebServer, start_web
 
 FEEDS = ("rss", "atom", "rdf", "json")  # 2 + 1 + 1 + 1 articles
 
@@ -246,15 +246,33 @@ def test_news_rejects_local_paths_and_bad_models(web: WebServer, tmp_path: Path)
     assert "no sources" in status
 
 
-def test_news_accepts_uploaded_opml(web: WebServer, feed_server: Any, tmp_path: Path) -> None:
+def test_news_accepts_uploaded_opml_and_makes_a_digest(
+    web: WebServer, feed_server: Any, tmp_path: Path
+) -> None:
     opml = tmp_path / "feeds.opml"
     opml.write_text(
         '<?xml version="1.0"?><opml version="2.0"><head><title>t</title></head><body>'
         f'<outline text="Gazette" xmlUrl="{feed_server.url}/feeds/rss"/></body></opml>'
     )
-    out = news(client(web), [], uploaded=[handle_file(str(opml))]).result(timeout=60)
+    out = news(client(web), [], uploaded=[handle_file(str(opml))], want_digest=True).result(
+        timeout=60
+    )
     assert "Gazette" in shown(out[0]) and "Analyzed 2 of 2" in out[0]
     assert len(rows_of(out[2]) or []) == 2
+    assert "Digest by topic" in out[6]
+
+
+def test_login_required_with_auth(openai_server_proc: Any) -> None:
+    import httpx
+
+    with start_web(openai_server_proc.url, "--auth", "ann:s3cret") as server:
+        with httpx.Client(trust_env=False) as http:
+            assert http.get(server.url + "/config").status_code == 401
+            bad = http.post(server.url + "/login", data={"username": "ann", "password": "nope"})
+            assert bad.status_code == 400
+        c = Client(server.url, auth=("ann", "s3cret"), verbose=False)
+        history, _ = c.predict(message="[[reply:in]]", history=[], api_name="/chat")
+        assert reply_text(history) == "in"
 
 
 # ---------------------------------------------------------------- history

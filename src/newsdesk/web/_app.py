@@ -143,6 +143,13 @@ def build_app(
 # ---------------------------------------------------------------- chat
 
 
+def api_base_for(model: str, api_base: str | None) -> str | None:
+    """The API base to use: none for the embedded model (the field may still hold a server's)."""
+    if model.startswith("local/"):
+        return None
+    return (api_base or "").strip() or None
+
+
 def _chat_request(
     history: list[dict[str, Any]],
     *,
@@ -280,7 +287,7 @@ def build_chat_tab(ctx: WebContext) -> None:
                     message,
                     history,
                     model=(model or "").strip() or ctx.default_model,
-                    api_base=(api_base or "").strip() or None,
+                    api_base=api_base_for((model or "").strip() or ctx.default_model, api_base),
                     system=system_prompt,
                     max_tokens=int(max_tok) if max_tok else None,
                     temperature=float(temp) if temp is not None else None,

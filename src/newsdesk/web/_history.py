@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from newsdesk._exceptions import NewsdeskError
 from newsdesk.web._news import CellType, analysis_markdown, selected_number
+from newsdesk.web._text import clip
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -117,7 +118,7 @@ def search(
                 a.tone,
                 round(a.sentiment, 2),
                 r.story or "",
-                a.summary,
+                clip(a.summary),
                 "" if score is None else f"{score:.3f}",
             ]
         )

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from newsdesk._exceptions import ConfigError, NewsdeskError
 from newsdesk.news._models import ArticleAnalysis, Source
 from newsdesk.web._aio import closing, paced
-from newsdesk.web._text import md_link, md_text
+from newsdesk.web._text import clip, md_link, md_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -271,7 +271,7 @@ class NewsRunView:
                 r.analysis.tone,
                 round(r.analysis.sentiment, 2),
                 labels.get(r.story or "", ""),
-                r.analysis.summary,
+                clip(r.analysis.summary),
             ]
             for r in self.rows
         ]
@@ -554,6 +554,7 @@ def build_news_tab(ctx: WebContext) -> None:
                 elem_id="news-topics",
                 sort="-y",
                 y_lim=[0, None],
+                x_label_angle=-30,
             )
             source_plot = gr.BarPlot(
                 sources0,
@@ -562,6 +563,7 @@ def build_news_tab(ctx: WebContext) -> None:
                 title="Mean sentiment by source",
                 height=260,
                 y_lim=[-1, 1],
+                x_label_angle=-30,
                 elem_id="news-sources",
             )
             time_plot = gr.LinePlot(
@@ -661,10 +663,11 @@ async def _run(
 
     from newsdesk._backend import check_model
     from newsdesk.news._pipeline import PipelineOptions, run_pipeline
+    from newsdesk.web._app import api_base_for
 
     skip = gr.skip
     name = (model or "").strip() or ctx.default_model
-    base = (api_base or "").strip() or None
+    base = api_base_for(name, api_base)
     try:
         sources = web_sources(demo_sel, urls_text, uploaded)
         if not sources:

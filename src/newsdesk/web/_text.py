@@ -26,6 +26,15 @@ def md_text(value: Any, *, inline: bool = True) -> str:
     return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=False)
 
 
+def clip(text: str, limit: int = 160) -> str:
+    """``text`` cut at a word boundary near ``limit`` characters, with an ellipsis when cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]
+    return cut.rstrip(" ,;:.") + "…"
+
+
 def md_link(label: Any, url: str | None) -> str:
     """A Markdown link to ``url`` when it is http(s); otherwise just the escaped label."""
     shown = md_text(label)
