@@ -276,10 +276,16 @@ class LiteLLMBackend:
 
     @staticmethod
     def _cost(litellm: Any, resp: Any) -> float | None:
-        try:
-            cost = litellm.completion_cost(completion_response=resp)
-        except Exception:
-            return None
+        hidden = getattr(resp, "_hidden_params", None) or {}
+        if "response_cost" in hidden:
+            # LiteLLM priced the response already (None: a model it has no price for); pricing it
+            # again costs ~0.5 ms a call, a tenth of the whole call against a local server.
+            cost = hidden["response_cost"]
+        else:
+            try:
+                cost = litellm.completion_cost(completion_response=resp)
+            except Exception:
+                return None
         return float(cost) if cost else None
 
     async def complete(self, request: Request) -> Completion:

@@ -152,3 +152,21 @@ def test_breaking_out_of_sync_stream_closes_it(
             break
     it.close()  # type: ignore[attr-defined]
     assert openai_server.wait_idle(5.0)["in_flight"] == 0
+
+
+async def test_cost_and_usage_of_a_priced_model(
+    openai_server: OpenAIServerHandle, make_request
+) -> None:  # type: ignore[no-untyped-def]
+    gw = Gateway(cache="memory")
+    req = make_request("price me", model="openai/gpt-4o-mini")
+    first = await gw.complete(req)
+    assert first.usage.prompt_tokens > 0 and first.usage.completion_tokens > 0
+    assert first.cost is not None and 0 < first.cost < 0.01
+    streamed = [
+        c async for c in gw.stream(make_request("price me too", model="openai/gpt-4o-mini"))
+    ]
+    assert streamed[-1].response is not None and (streamed[-1].response.cost or 0) > 0
+    again = await gw.complete(req)
+    assert again.cached and not again.cost  # a cache hit costs nothing
+    unpriced = await gw.complete(make_request("no price list entry"))
+    assert unpriced.cost is None
