@@ -198,7 +198,7 @@ async def analyze_article(
             emb_topic = None
         if emb_topic is not None and (topic is None or not llm_topic):
             topic, topic_by = emb_topic, "embedding"
-    mapped, ents = to_analysis(raw, topic)  # type: ignore[arg-type]
+    mapped, ents = to_analysis(raw, topic, article=article, lang=lang)  # type: ignore[arg-type]
     fields: dict[str, Any] = dict(mapped)
     fields, ents = ground(fields, ents, article)
     if emb_tone is not None and topic_by == "embedding" and not llm_topic:
