@@ -156,7 +156,7 @@ def test_chat_streams_from_the_embedded_model(web: WebServer) -> None:
 def test_news_run_fills_rows_progressively(
     web: WebServer, feed_server: Any, openai_server: Any
 ) -> None:
-    openai_server.control(latency=0.25)
+    openai_server.control(latency=0.4)
     urls = [f"{feed_server.url}/feeds/{name}" for name in FEEDS] + [f"{feed_server.url}/status/404"]
     job = news(client(web), urls)
     counts: list[int] = []
@@ -384,6 +384,40 @@ def test_view_folds_events() -> None:
     assert "HTTP 500 &lt;b&gt;x&lt;/b&gt;" in status and "**failed**" in status
     detail = row_detail(view.rows, 1)
     assert "&lt;script&gt;" in detail and "<script>" not in detail and "A, B" in detail
+
+
+def test_extra_tabs_get_the_shared_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gradio as gr
+
+    from newsdesk.web import WebContext, build_app
+
+    monkeypatch.setenv("NEWSDESK_HOME", str(tmp_path))
+    seen: list[WebContext] = []
+
+    def agent_tab(ctx: WebContext) -> None:
+        seen.append(ctx)
+        with gr.Tab("Agent"):
+            gr.Textbox(label="Task")
+
+    demo = build_app(
+        model="openai/test-model",
+        store_path=tmp_path / "db.sqlite",
+        cache="off",
+        extra_tabs=[agent_tab],
+    )
+    try:
+        tabs = [
+            c["props"].get("label")
+            for c in demo.get_config_file()["components"]
+            if c["type"] == "tabitem"
+        ]
+        assert tabs == ["Chat", "News", "History", "Agent"]
+        ctx = seen[0]
+        assert ctx.default_model == "openai/test-model" and ctx.store.path == tmp_path / "db.sqlite"
+        assert ctx.gateway.store is None  # cache="off"
+        assert isinstance(ctx.model, gr.Dropdown) and isinstance(ctx.api_base, gr.Textbox)
+    finally:
+        seen[0].store.close()
 
 
 def test_web_command_checks_auth_and_warns(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -368,4 +368,10 @@ def serve(
     demo = build_app(model=model, api_base=api_base, store_path=store_path, cache=cache)
     threading.Thread(target=_warm_up, name="newsdesk-warm-up", daemon=True).start()
     demo.launch(prevent_thread_lock=not block, **launch_kwargs(host, port, auth, quiet=quiet))
+    if block:  # the server has stopped (Ctrl-C)
+        ctx: WebContext = getattr(demo, "newsdesk_context")  # noqa: B009
+        with contextlib.suppress(Exception):
+            ctx.store.close()
+        with contextlib.suppress(Exception):
+            ctx.gateway.close()
     return demo
