@@ -202,6 +202,23 @@ def test_news_rows_arrive_and_charts_draw(ui: Page, openai_server: Any) -> None:
     ui.shot("news-finished")
 
 
+def test_news_stop_button_stops_the_run(ui: Page, openai_server: Any) -> None:
+    openai_server.control(latency=0.5)
+    ui.open_news()
+    page = ui.page
+    page.locator("#news-embeddings input[type=checkbox]").uncheck()
+    page.get_by_label("Re-analyze (ignore stored)").check()
+    page.click("#news-run")  # 24 demo articles, four at a time: 3 s or more
+    poll(ui.row_count, lambda n: n >= 4, timeout=60)
+    page.click("#news-stop")
+    poll(lambda: page.locator("#news-summary").inner_text(), lambda t: "Stopped" in t, timeout=10)
+    assert openai_server.wait_idle(timeout=5)["in_flight"] == 0
+    stopped_at = ui.row_count()
+    time.sleep(1.5)
+    assert ui.row_count() == stopped_at < 24
+    assert "finished" not in ui.status()
+
+
 def test_history_tab_filters_and_shows_details(ui: Page, feed_server: Any) -> None:
     # Something to find: one run of a small feed (earlier tests may have stored more).
     ui.open_news()

@@ -102,7 +102,7 @@ def build_app(
     from newsdesk.web._news import build_news_tab
 
     _load_optional_tabs()
-    gw = gateway or Gateway(cache=cache)
+    gw = gateway or Gateway(cache=cache if cache is not None else "disk")
     store = Store(store_path)
     chosen = model or default_model()
     choices = [chosen, *[c for c in MODEL_CHOICES if c != chosen]]

@@ -635,7 +635,13 @@ def build_news_tab(ctx: WebContext) -> None:
             show_progress="minimal",
             show_progress_on=[status],
         )
-        stop_btn.click(None, cancels=[run_event])
+        stop_btn.click(
+            lambda: "**Stopped.** Analyses finished before the stop are kept (see History).",
+            None,
+            [summary],
+            cancels=[run_event],
+            api_visibility="private",
+        )
 
         def show_detail(rows: list[Row], evt: gr.SelectData) -> str:
             n = selected_number(evt)
