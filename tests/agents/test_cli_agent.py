@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +30,15 @@ def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
 @pytest.mark.slow
 def test_embedded_model_answers_through_the_cli(home: Path) -> None:
     populate()
-    started = time.perf_counter()
     proc = run_cli(
         "agent", "What happened in Harbor City?", "--max-steps", "3", "--max-tokens", "96"
     )
-    elapsed = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip(), "no answer on stdout"
     assert (
         "Harbor City" in proc.stdout
     )  # the answer ends with the stored lines it found (or is built from them)
     assert "step 1" in proc.stderr and "→ search_news(" in proc.stderr
-    assert elapsed < 200
 
 
 def test_jsonl_events_against_the_test_server(

@@ -3,8 +3,9 @@
 For a small model (``local/...``) it uses a short system prompt (the stock one alone is ~1,500
 tokens of a 2,048-token window), offers ``search_news`` only, runs a fixed plan (search, then
 answer: the model writes the query and the answer, each forced into a valid call by
-``NewsdeskModel``'s grammar), searches for the question itself when the model's query has
-nothing to do with it, ends the answer with the search's own lines, and never ends without an
+``NewsdeskModel``'s grammar), shows it only the best match, searches for the question itself
+when the model's query has nothing to do with it, ends the answer with the search's own line
+(or answers with that line alone when the model's answer says nothing), and never ends without an
 answer: if a step cannot be parsed, or the steps run out, the answer is built from a direct
 ``search_news`` call instead of from more generated text. Capable models get smolagents' own
 prompt and behaviour with all four news tools, plus a note on them.
@@ -152,9 +153,11 @@ class NewsAgent(ToolCallingAgent):
                 if isinstance(item, ActionOutput) and item.is_final_answer and self.cite_sources:
                     sources = self._last_search()
                     if sources and not sources.startswith("No stored"):
-                        item = ActionOutput(
-                            output=f"{item.output}\n\nSources:\n{sources}", is_final_answer=True
-                        )
+                        if _empty_answer(item.output, self.task or ""):
+                            text = self.compose_fallback(self.task or "", sources)
+                        else:
+                            text = f"{item.output}\n\nSources:\n{sources}"
+                        item = ActionOutput(output=text, is_final_answer=True)
                 yield item
         except AgentParsingError:
             if self.fallback is None:
@@ -189,6 +192,13 @@ class NewsAgent(ToolCallingAgent):
         )
 
 
+def _empty_answer(answer: Any, task: str) -> bool:
+    """An answer that says nothing: blank, the prompt's placeholder, or the question echoed."""
+    text = " ".join(str(answer or "").split()).strip()
+    words = _keywords(text)
+    return not words or text.startswith("<") or words == _keywords(task)
+
+
 def _compose(task: str, observation: str) -> str:
     if not observation or observation.startswith("No stored"):
         return f"I found nothing in the stored news about: {task.strip()}"
@@ -215,8 +225,9 @@ def news_agent(
     already), the news tools over ``store``, and settings fitted to the model's size.
 
     ``small`` (default: the model is an embedded ``local/...`` one) selects the short prompt,
-    ``search_news`` only, the search-then-answer plan, the query guard, cited sources, the search
-    fallback, 3 steps and 128-token replies (see ``NewsAgent``). ``tools``: your own tools instead of the news tools. ``analysis_model``:
+    ``search_news`` only (returning the single best match), the search-then-answer plan, the
+    query guard, cited sources, the search fallback, 3 steps and 128-token replies (see
+    ``NewsAgent``). ``tools``: your own tools instead of the news tools. ``analysis_model``:
     what ``analyze_feed`` analyzes with (default: the agent's model).
     """
     if isinstance(model, Model):
@@ -237,7 +248,9 @@ def news_agent(
             store=store,
             model=analysis_model or (model_id or None),
             api_base=api_base,
-            search_limit=3 if small else 5,
+            # The 135M model retells the *last* article it was shown: given one (the best
+            # match) it answered 4 of 6 test questions right; given three, none (docs/AGENTS.md).
+            search_limit=1 if small else 5,
         )
         tools = box.tools(SMALL_TOOLS if small else ALL_TOOLS)
     search = next((t for t in tools if t.name == "search_news"), None)
