@@ -51,9 +51,9 @@ def _keyword_search(rows: list[Any], query: str, limit: int) -> list[Any]:
         ents = [*a.entities.people, *a.entities.organizations, *a.entities.places]
         hay = " ".join([r.title, a.summary, a.topic, *a.key_facts, *ents]).lower()
         found = set(_WORD.findall(hay))
-        score = sum(
-            1 for w in words if w in found or any(f.startswith(w) for f in found if len(w) > 3)
-        )
+        stems = {f[:5] for f in found if len(f) >= 5}
+        # A crude stem (the first five letters) so "flooding" finds "floods" and "flooded".
+        score = sum(1 for w in words if w in found or (len(w) >= 5 and w[:5] in stems))
         if score:
             scored.append((-score, i, r))
     scored.sort(key=lambda t: (t[0], t[1]))
