@@ -282,7 +282,11 @@ class CacheBackend:
     async def _lookup(self, request: Request, key: str) -> Completion | None:
         if self.store is None or request.cache != "use":
             return None
-        raw = await self.store.get(key)
+        try:
+            raw = await self.store.get(key)
+        except Exception:  # a broken cache (disk full, database locked...) is a miss, never an error
+            self.store.stats.errors += 1
+            return None
         if raw is None:
             return None
         try:
@@ -292,7 +296,10 @@ class CacheBackend:
 
     async def _save(self, request: Request, key: str, completion: Completion) -> None:
         if self.store is not None and request.cache != "off" and _cacheable(request, completion):
-            await self.store.set(key, completion.model_dump_json().encode(), request.cache_ttl)
+            try:
+                await self.store.set(key, completion.model_dump_json().encode(), request.cache_ttl)
+            except Exception:  # the answer is good: failing to store it must not lose it
+                self.store.stats.errors += 1
 
     def _count_usage(self, c: Completion) -> None:
         self.stats.prompt_tokens += c.usage.prompt_tokens

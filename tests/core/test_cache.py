@@ -392,3 +392,38 @@ async def test_redis_down_behind_memory_still_caches_in_process(
     assert not (await gw.complete(make_request("memory saves us"))).cached
     assert (await gw.complete(make_request("memory saves us"))).cached
     gw.close()
+
+
+class _BrokenStore:
+    """A cache whose every operation fails (disk full, database locked, ...)."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        from newsdesk._cache import CacheStats
+
+        self.stats = CacheStats()
+
+    async def get(self, key: str) -> bytes | None:
+        raise OSError("disk on fire")
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        raise OSError("disk full")
+
+    async def clear(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_failing_store_never_fails_the_call(
+    openai_server: OpenAIServerHandle, make_request
+) -> None:  # type: ignore[no-untyped-def]
+    store = _BrokenStore()
+    gw = Gateway(cache=store)  # type: ignore[arg-type]
+    resp = await gw.complete(make_request("answer anyway"))
+    chunks = [c async for c in gw.stream(make_request("stream anyway"))]
+    assert resp.text == "Echo: answer anyway" and not resp.cached
+    assert chunks[-1].response is not None and chunks[-1].response.text == "Echo: stream anyway"
+    assert store.stats.errors == 4  # two reads, two writes
