@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import os
 import threading
 import time
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 CHAT_UPDATE_INTERVAL = 0.04  # seconds between chat UI updates (a token at a time at ~25/s)
 DEFAULT_CONCURRENCY = 8  # events of one kind running at once across all sessions (>= 4 sessions)
 MODEL_CHOICES = ["local/smollm2", "fast", "strong", "openai/gpt-4o-mini", "ollama/llama3"]
-_OPTIONAL_TABS = ("newsdesk.web._agent",)  # modules that call register_tab() when imported
 
 CSS = """
 #news-inflight textarea { font-family: ui-monospace, monospace; font-size: 12px; }
@@ -73,12 +73,12 @@ def import_gradio() -> Any:
 
 
 def _load_optional_tabs() -> None:
-    for mod in _OPTIONAL_TABS:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+    """The Agent tab, when the agents extra (smolagents) is installed."""
+    if importlib.util.find_spec("smolagents") is None:
+        return
+    from newsdesk.web._agent_tab import agent_tab
+
+    register_tab(agent_tab)
 
 
 def build_app(
