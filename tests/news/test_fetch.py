@@ -344,3 +344,18 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
+
+
+async def test_time_queued_for_a_slot_is_not_the_sources_timeout(feed_server: FeedServer) -> None:
+    # Two hanging feeds fill the host's two slots; a healthy feed queued behind them must not be
+    # reported "timed out" before it was even requested.
+    from newsdesk.news._fetch import Fetcher
+    from newsdesk.news._models import Source
+
+    async with Fetcher(per_host=2, timeout=1.5, attempts=1) as fetcher:
+        hangs = [fetcher.fetch(Source(name=f"h{i}", url=f"{feed_server.url}/hang?k={uniq()}")) for i in range(2)]
+        good = fetcher.fetch(Source(name="good", url=f"{feed_server.url}/feeds/rss?k={uniq()}"))
+        results = await asyncio.gather(*hangs, good, return_exceptions=True)
+    assert all(isinstance(r, SourceError) for r in results[:2])
+    assert not isinstance(results[2], BaseException), results[2]
+    assert results[2].status == 200

@@ -203,12 +203,18 @@ class Fetcher:
         """The source's bytes (or ``not_modified=True`` on a 304). Raises ``SourceError``."""
         deadline = source.timeout or self.timeout
         local = _local_path(source.url)
-        started = time.monotonic()
         try:
-            async with asyncio.timeout(deadline):
-                if local is not None:
+            if local is not None:
+                started = time.monotonic()
+                async with asyncio.timeout(deadline):
                     return await self._read_file(source, local, validators, started)
-                return await self._fetch_http(source, validators, started, deadline)
+            # The deadline starts once this fetch has its connection slot: time spent queued
+            # behind other sources (a host full of hanging feeds) is not this source's fault.
+            # The slot is held through retries so a retry does not queue again.
+            async with self._slot(source.url):
+                started = time.monotonic()
+                async with asyncio.timeout(deadline):
+                    return await self._fetch_http(source, validators, started, deadline)
         except TimeoutError:
             raise SourceError(source.name, f"timed out after {_fmt_seconds(deadline)}") from None
 
@@ -263,8 +269,7 @@ class Fetcher:
         last_reason = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                async with self._slot(source.url):
-                    return await self._attempt(source, headers, started, attempt)
+                return await self._attempt(source, headers, started, attempt)
             except _Fatal as exc:
                 raise SourceError(source.name, exc.reason) from None
             except _Retryable as exc:
