@@ -273,7 +273,10 @@ def warm_up(model: str) -> dict[str, float]:
         emb = _embed.default_embedder()
         _embed.TopicClassifier(emb).topic_vectors  # noqa: B018 - computes and caches them
         _embed.default_story_space()._get_basis()
-        out["embedding model + topic vectors"] = time.perf_counter() - t0
+        from newsdesk.news._tone import ToneClassifier
+
+        ToneClassifier(emb).tone_vectors  # noqa: B018
+        out["embedding model + topic/tone vectors"] = time.perf_counter() - t0
     if model.startswith("local/"):
         from newsdesk._local import get_llama
 
@@ -350,6 +353,9 @@ class Scores:
     emb_topic: float | None = None
     emb_topic_lenient: float | None = None
     topic_by: str = ""
+    disagree: tuple[int, int, int] | None = (
+        None  # (LLM vs embedding differ, LLM right, embedding right)
+    )
     tone: float = 0.0
     llm_tone: float | None = None
     emb_tone: float | None = None
@@ -413,6 +419,14 @@ def score(
     s.llm_topic, s.llm_topic_lenient = acc(lambda r: (r.raw or {}).get("topic"))
     s.emb_topic, s.emb_topic_lenient = acc(lambda r: r.embed_topic)
     s.topic_by = ", ".join(f"{k} {v}" for k, v in Counter(r.topic_by for r in done).items())
+    both = [r for r in records if (r.raw or {}).get("topic") and r.embed_topic]
+    if both:
+        differ = [r for r in both if (r.raw or {}).get("topic") != r.embed_topic]
+        s.disagree = (
+            len(differ),
+            sum(1 for r in differ if (r.raw or {}).get("topic") == gold[r.index]["topic"]),
+            sum(1 for r in differ if r.embed_topic == gold[r.index]["topic"]),
+        )
 
     tones = [(gold[r.index]["tone"], r.analysis["tone"] if r.analysis else "-") for r in records]
     s.tone = _share(sum(1 for g, p in tones if g == p), len(records))
@@ -541,6 +555,16 @@ def render(results: list[Scores], *, limit: int | None) -> str:
         [
             f"{_pct(r.emb_topic)} (lenient {_pct(r.emb_topic_lenient)})"
             if r.emb_topic is not None
+            else "–"
+            for r in results
+        ],
+    )
+    row(
+        "— where LLM and embedding differ",
+        "",
+        [
+            f"{r.disagree[0]} articles: LLM right {r.disagree[1]}, embedding right {r.disagree[2]}"
+            if r.disagree is not None
             else "–"
             for r in results
         ],

@@ -22,8 +22,7 @@ from newsdesk._request import CachePolicy, Request
 from newsdesk.news._models import Article, ArticleAnalysis, Entities
 from newsdesk.news._prompt import (
     PROMPT_VERSION,
-    LLMAnalysis,
-    LLMAnalysisWithTopic,
+    answer_model_for,
     build_messages,
     to_analysis,
 )
@@ -131,7 +130,7 @@ def analysis_request(
     return Request(
         model=model,
         messages=build_messages(article, with_topic=with_topic, lang=lang),
-        answer_model=LLMAnalysisWithTopic if with_topic else LLMAnalysis,
+        answer_model=answer_model_for(model, with_topic=with_topic),
         temperature=0.0,
         max_tokens=360,
         api_base=api_base,

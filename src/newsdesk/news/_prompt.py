@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from newsdesk._request import Message
 from newsdesk.news._models import TOPICS, Article, Entities, Tone, Topic
 
-PROMPT_VERSION = "a4"
+PROMPT_VERSION = "a5"
 MAX_ARTICLE_CHARS = 2400  # the embedded model has a 2048-token window; leave room for the answer
 
 # Anything a reader could take for our delimiter: "</article>", "< /article>", "</ARTICLE >",
@@ -43,27 +43,77 @@ _SENTIMENT = "-1 very negative … 1 very positive"
 
 
 class LLMAnalysis(BaseModel):
-    """What the model writes. Order and bounds measured on lee50 (bench/quality.py, docs/QUALITY.md):
-    summary, then facts and entities while the article is fresh, tone last - with tone between the
-    summary and the lists the embedded model left the lists empty more often. Lengths are bounded
-    so a model that loops stops at the schema's limit instead of running into max_tokens. (With
-    the embedded model the JSON schema is only a grammar - the model never reads the
-    descriptions - so ``build_messages`` spells the fields out as well.)"""
+    """What the model writes; lengths are bounded so a model that loops stops at the schema's
+    limit instead of running into max_tokens. Measured on lee50 (bench/quality.py, docs/QUALITY.md):
+
+    * With the embedded model the schema is only a grammar - the model never reads the field
+      descriptions - so ``build_messages`` spells the fields out; that alone raised the facts and
+      entities the model writes several-fold.
+    * llama.cpp's grammar puts required fields first whatever the declared order, so the effective
+      order is summary, tone, sentiment, then the optional lists (as declared here). Making the
+      lists required (to put them before tone) made the model fill every list to its maximum
+      with repeats until max_tokens: slower and more cut-off answers.
+    """
 
     summary: str = Field(description=_SUMMARY, max_length=SUMMARY_CHARS)
-    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description=_FACTS)
-    entities: LLMEntities = Field(default_factory=LLMEntities)
     tone: Tone = Field(description=_TONE)
     sentiment: float = Field(description=_SENTIMENT)
+    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description=_FACTS)
+    entities: LLMEntities = Field(default_factory=LLMEntities)
 
 
 class LLMAnalysisWithTopic(BaseModel):
     summary: str = Field(description=_SUMMARY, max_length=SUMMARY_CHARS)
     topic: Topic
-    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description=_FACTS)
-    entities: LLMEntities = Field(default_factory=LLMEntities)
     tone: Tone = Field(description=_TONE)
     sentiment: float = Field(description=_SENTIMENT)
+    key_facts: list[Fact] = Field(default_factory=list, max_length=3, description=_FACTS)
+    entities: LLMEntities = Field(default_factory=LLMEntities)
+
+
+# The embedded model's variants. llama-cpp-python's JSON grammar lets raw control characters (a
+# newline, typically just before the length limit) into strings, and no JSON parser accepts them:
+# 4 of 50 lee50 answers had to be asked again for that. A ``pattern`` - only in the JSON schema,
+# which becomes the grammar; pydantic does not check it - keeps control characters, quotes and
+# backslashes out of every string.
+def _plain(limit: int) -> Any:
+    return Field(
+        max_length=limit, json_schema_extra={"pattern": f'^[^\\x00-\\x1f"\\\\]{{0,{limit}}}$'}
+    )
+
+
+PlainName = Annotated[str, _plain(48)]
+PlainFact = Annotated[str, _plain(FACT_CHARS)]
+
+
+class LocalEntities(BaseModel):
+    people: list[PlainName] = Field(default_factory=list, max_length=4)
+    organizations: list[PlainName] = Field(default_factory=list, max_length=4)
+    places: list[PlainName] = Field(default_factory=list, max_length=4)
+
+
+class LocalLLMAnalysis(BaseModel):
+    summary: Annotated[str, _plain(SUMMARY_CHARS)]
+    tone: Tone
+    sentiment: float
+    key_facts: list[PlainFact] = Field(default_factory=list, max_length=3)
+    entities: LocalEntities = Field(default_factory=LocalEntities)
+
+
+class LocalLLMAnalysisWithTopic(BaseModel):
+    summary: Annotated[str, _plain(SUMMARY_CHARS)]
+    topic: Topic
+    tone: Tone
+    sentiment: float
+    key_facts: list[PlainFact] = Field(default_factory=list, max_length=3)
+    entities: LocalEntities = Field(default_factory=LocalEntities)
+
+
+def answer_model_for(model: str, *, with_topic: bool) -> type[BaseModel]:
+    """The schema to ask ``model`` for: the grammar-safe variant for the embedded ``local/`` models."""
+    if model.startswith("local/"):
+        return LocalLLMAnalysisWithTopic if with_topic else LocalLLMAnalysis
+    return LLMAnalysisWithTopic if with_topic else LLMAnalysis
 
 
 def clean_article_text(text: str, limit: int = MAX_ARTICLE_CHARS) -> str:
@@ -185,8 +235,9 @@ def looks_like_name(name: str) -> bool:
     content = [w for w in words if w.lower() not in _CONNECTORS]
     if not content:
         return False
-    # scripts without case (Arabic, Chinese...) pass: only a lowercase first letter fails
-    return all(not w[0].islower() for w in content)
+    # a word passes unless it is all lowercase ("al-Qaida", "iPhone" pass); scripts without case
+    # (Arabic, Chinese...) pass too
+    return all(not w[0].islower() or any(ch.isupper() for ch in w) for w in content)
 
 
 def tidy_entities(ents: dict[str, Any]) -> dict[str, list[str]]:
