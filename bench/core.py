@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import shutil
@@ -136,7 +137,11 @@ async def overhead(server: OpenAIServerHandle, n: int, c: int, rounds: int) -> d
     bare: list[tuple[float, float]] = []
     ours: list[tuple[float, float]] = []
     for r in range(rounds):  # alternate, take the best of each
+        # Each round starts from the same GC state: with LiteLLM loaded, one full collection
+        # (~400k objects, 0.3-0.5 s) landing in one round and not the other decides the ratio.
+        gc.collect()
         bare.append(await bare_litellm(server, n, c, f"r{r}"))
+        gc.collect()
         ours.append(await through_newsdesk(server, n, c, f"r{r}"))
     return {
         "bare": max(b[0] for b in bare),
@@ -330,6 +335,10 @@ def main() -> None:
     from bench._report import write_section
 
     notes = (
+        "Client CPU is `time.process_time()` of the benchmark process (all its threads) per request; "
+        "it includes the garbage collector, and a full collection with LiteLLM loaded scans ~400k "
+        "objects (0.3-0.5 s), so whether one falls inside a 500-request round moves that figure by "
+        "up to ~1 ms/request either way. "
         "The provider is `tests/servers/openai_server.py` in its own process on the same machine, so "
         "it competes for the same CPU cores as the client; on a 2-core machine that caps the zero-latency "
         "throughput of both columns alike. Cache-hit figures are per call, measured one call at a time "
