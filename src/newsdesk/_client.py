@@ -87,6 +87,7 @@ class Gateway:
         info = begin_call()
         started = time.perf_counter()
         attempt = 0
+        original = request
         while True:
             completion = await self.stack.complete(request)
             try:
@@ -97,6 +98,8 @@ class Gateway:
                 if attempt > request.retries:
                     raise
                 request = _ask_again(request, completion)
+        if attempt:
+            await self._remember(original, completion)
         return _response(request, completion, value, started, info.attempts, info.cached)
 
     async def stream(self, request: Request) -> AsyncIterator[Chunk]:
@@ -106,6 +109,7 @@ class Gateway:
         info = begin_call()
         started = time.perf_counter()
         attempt = 0
+        original = request
         while True:
             text = ""
             final: Completion | None = None
@@ -131,8 +135,23 @@ class Gateway:
                     raise
                 request = _ask_again(request, final)
                 yield Chunk(restart=True)
+        if attempt:
+            await self._remember(original, final)
         response = _response(request, final, value, started, info.attempts, info.cached)
         yield Chunk(content="", partial=value if request.answer_model else None, done=True, response=response)
+
+    async def _remember(self, original: Request, completion: Completion) -> None:
+        """A structured answer that only validated when asked again is also stored under the
+        original request's key, so the next identical request doesn't pay for the failed try again."""
+        if self.store is None or original.cache == "off":
+            return
+        from newsdesk._cache import cache_key
+
+        try:
+            await self.store.set(cache_key(original.cache_identity()), completion.model_dump_json().encode(),
+                                 original.cache_ttl)
+        except Exception:  # the cache fails open
+            pass
 
     @staticmethod
     def _value(request: Request, completion: Completion) -> Any:

@@ -65,8 +65,13 @@ async def test_truncated_answer_is_asked_again_with_bigger_budget(
     budgets = [r["max_tokens"] for r in openai_server.stats()["last_requests"]]
     assert budgets == [3, 6]
     assert resp.attempts == 2
-    # the cut-off answer was not stored under the original request's key
-    assert await gateway.store.get(cache_key(req.cache_identity())) is None  # type: ignore[union-attr]
+    # the original key holds the answer that validated (never the cut-off one) ...
+    stored = await gateway.store.get(cache_key(req.cache_identity()))  # type: ignore[union-attr]
+    assert stored is not None and json.loads(json.loads(stored)["text"]) == {"title": "Rain", "score": 7}
+    # ... so asking the same again costs no provider call at all
+    again = await gateway.complete(req)
+    assert again.cached and again.value == resp.value
+    assert openai_server.stats()["calls"] == 2
 
 
 async def test_still_truncated_raises_and_caches_nothing(
