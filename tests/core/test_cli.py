@@ -7,12 +7,16 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from newsdesk.cli._app import app
 from tests.servers.plugin import OpenAIServerHandle
+
+# The console script installed beside this interpreter (CI does not put the venv on PATH).
+NEWSDESK = str(Path(sys.executable).with_name("newsdesk"))
 
 runner = CliRunner()
 
@@ -218,7 +222,7 @@ def test_entry_point_subprocess_user_error() -> None:
     """The installed ``newsdesk`` script: a user error is one line on stderr, exit code 2."""
     env = _subprocess_env(OPENAI_API_KEY="sk-test")
     bad = subprocess.run(
-        ["newsdesk", "ask", "hi", "--model", "nosuchprovider/x"],
+        [NEWSDESK, "ask", "hi", "--model", "nosuchprovider/x"],
         capture_output=True,
         text=True,
         env=env,
@@ -247,7 +251,7 @@ def test_help_is_fast_and_does_not_import_litellm() -> None:
     for _ in range(3):
         t0 = time.perf_counter()
         done = subprocess.run(
-            ["newsdesk", "--help"], capture_output=True, text=True, env=env, timeout=60
+            [NEWSDESK, "--help"], capture_output=True, text=True, env=env, timeout=60
         )
         times.append(time.perf_counter() - t0)
         assert done.returncode == 0 and "ask" in done.stdout and "chat" in done.stdout

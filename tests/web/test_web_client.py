@@ -394,16 +394,16 @@ def test_extra_tabs_get_the_shared_context(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("NEWSDESK_HOME", str(tmp_path))
     seen: list[WebContext] = []
 
-    def agent_tab(ctx: WebContext) -> None:
+    def extra_tab(ctx: WebContext) -> None:
         seen.append(ctx)
-        with gr.Tab("Agent"):
+        with gr.Tab("Extra"):
             gr.Textbox(label="Task")
 
     demo = build_app(
         model="openai/test-model",
         store_path=tmp_path / "db.sqlite",
         cache="off",
-        extra_tabs=[agent_tab],
+        extra_tabs=[extra_tab, extra_tab],  # given twice, built once
     )
     try:
         tabs = [
@@ -411,7 +411,8 @@ def test_extra_tabs_get_the_shared_context(tmp_path: Path, monkeypatch: pytest.M
             for c in demo.get_config_file()["components"]
             if c["type"] == "tabitem"
         ]
-        assert tabs == ["Chat", "News", "History", "Agent"]
+        # the built-in Agent tab (smolagents is installed with the test extras), then the extra one
+        assert tabs == ["Chat", "News", "History", "Agent", "Extra"]
         ctx = seen[0]
         assert ctx.default_model == "openai/test-model" and ctx.store.path == tmp_path / "db.sqlite"
         assert ctx.gateway.store is None  # cache="off"

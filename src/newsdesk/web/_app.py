@@ -133,7 +133,7 @@ def build_app(
             build_chat_tab(ctx)
             build_news_tab(ctx)
             build_history_tab(ctx)
-            for builder in [*_registered, *extra_tabs]:
+            for builder in dict.fromkeys([*_registered, *extra_tabs]):  # each tab once
                 builder(ctx)
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY)
     demo.newsdesk_context = ctx  # for tests and embedding apps
