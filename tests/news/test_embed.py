@@ -217,3 +217,11 @@ def test_story_index_window_keeps_recent_vectors_and_ids_stable() -> None:
         1,
         0,
     ]
+
+
+def test_article_text_does_not_repeat_a_title_made_from_the_text() -> None:
+    from newsdesk.news._embed import article_text
+
+    body = "Floods closed the coastal road on Monday after two days of heavy rain in the valley."
+    assert article_text(body[:40] + "…", body) == body
+    assert article_text("Floods close road", body) == f"Floods close road. {body}"

@@ -141,7 +141,10 @@ def default_embedder() -> E5Embedder:
 def article_text(title: str, text: str = "", *, max_chars: int = MAX_CHARS) -> str:
     """What to embed for an article: title, then body, cut at a word boundary near ``max_chars``."""
     title, text = title.strip(), " ".join(text.split())
-    if title and text.startswith(title):  # many feeds repeat the title as the first line
+    if title.endswith("…") and text.startswith(title[:-1].rstrip()):
+        # a title made from the text's start (feeds without titles): the text alone says it all
+        title = ""
+    elif title and text.startswith(title):  # many feeds repeat the title as the first line
         text = text[len(title) :].lstrip(" .:-")
     joined = f"{title}. {text}" if title and text else (title or text)
     if len(joined) <= max_chars:
