@@ -158,20 +158,15 @@ async def run_pipeline(
                     counters.analyzed += 1
                     counters.from_cache += 1
                     finished.append((article, stored.analysis))
+                    topic_by = stored.topic_by if stored.topic_by in ("llm", "embedding") else "llm"
                     emit(
-                        AnalysisReady(
-                            source=article.source,
-                            id=article.id,
-                            url=article.url,
-                            title=article.title,
-                            analysis=stored.analysis,
+                        _ready(
+                            article,
+                            stored.analysis,
                             cached=True,
                             story=stored.story,
-                            sources=list(article.sources),
                             model=options.model,
-                            topic_by=stored.topic_by
-                            if stored.topic_by in ("llm", "embedding")
-                            else "llm",
+                            topic_by=topic_by,
                         )
                     )
                     return
@@ -227,15 +222,11 @@ async def run_pipeline(
             counters.sum_latency += result.latency
             finished.append((article, result.analysis))
             emit(
-                AnalysisReady(
-                    source=article.source,
-                    id=article.id,
-                    url=article.url,
-                    title=article.title,
-                    analysis=result.analysis,
+                _ready(
+                    article,
+                    result.analysis,
                     cached=result.cached,
                     story=story,
-                    sources=list(article.sources),
                     model=result.model,
                     latency=result.latency,
                     topic_by=result.topic_by,
@@ -486,6 +477,19 @@ def _record_fetch(
 def _upsert_all(store: Any, articles: list[Article]) -> None:
     for article in articles:
         store.upsert_article(article)
+
+
+def _ready(article: Article, analysis: ArticleAnalysis, **fields: Any) -> AnalysisReady:
+    """The ``analysis`` event, labelled from the article it was made for (never by position)."""
+    return AnalysisReady(
+        source=article.source,
+        id=article.id,
+        url=article.url,
+        title=article.title,
+        analysis=analysis,
+        sources=list(article.sources),
+        **fields,
+    )
 
 
 async def _call(store: Any, method: str, *args: Any, **kwargs: Any) -> Any:
