@@ -178,7 +178,8 @@ async def _live(options: Any, gateway: Any, store: Any, model: str) -> Any:
                 done = ev
             now = time.monotonic()
             if now - last > 0.05 or kind != "analysis_delta":
-                live.update(view.render())
+                # anything but a delta is drawn at once, so no frame shows a finished analysis in flight
+                live.update(view.render(), refresh=kind != "analysis_delta")
                 last = now
     for name, status in view.status.items():
         console.print(f"  {escape(name)}: {status}")

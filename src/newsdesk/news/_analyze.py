@@ -171,6 +171,8 @@ async def analyze_article(
         async for chunk in gateway.stream(request):
             if chunk.content and on_delta is not None:
                 on_delta(chunk.content)
+            elif chunk.restart and on_delta is not None:
+                on_delta(" ↻ ")  # the answer so far was invalid; the model is asked again
             if chunk.done:
                 final = chunk.response
         assert final is not None
