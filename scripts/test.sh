@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export GRADIO_ANALYTICS_ENABLED=False LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1
+# Lint and types first: cheap, and a failure here is a real defect.
+.venv/bin/ruff check src tests bench
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest -q "$@"
 code=$?

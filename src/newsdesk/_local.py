@@ -153,7 +153,7 @@ def build_handler(litellm: Any) -> Any:
         completion = len(llama.tokenize(text.encode(), add_bos=False)) if text else 0
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    class LocalLLM(CustomLLM):  # type: ignore[misc]
+    class LocalLLM(CustomLLM):
         """LiteLLM custom provider for in-process llama.cpp models."""
 
         def _run(self, model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any],
@@ -176,10 +176,13 @@ def build_handler(litellm: Any) -> Any:
             text = "".join(parts)
             llama, _ = get_llama(_split_model(model))
             usage = count(llama, messages, text)
-            model_response.choices[0].message.content = text  # type: ignore[union-attr]
-            model_response.choices[0].finish_reason = finish
+            choice: Any = model_response.choices[0]
+            choice.message.content = text
+            choice.finish_reason = finish
             model_response.model = model
-            model_response.usage = Usage(**usage)  # type: ignore[attr-defined]
+            model_response.usage = Usage(  # type: ignore[attr-defined]
+                prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                total_tokens=usage["total_tokens"])
             model_response._response_ms = (time.monotonic() - started) * 1000  # type: ignore[attr-defined]
             return model_response
 
@@ -201,7 +204,9 @@ def build_handler(litellm: Any) -> Any:
             llama, _ = get_llama(_split_model(model))
             yield to_chunk("", finish or "stop", count(llama, messages, "".join(parts)))
 
-        async def astreaming(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
+        # LiteLLM declares a coroutine but iterates what this returns: an async generator is right.
+        async def astreaming(  # type: ignore[override]
+                self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
                              model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any,
                              logging_obj: Any, optional_params: dict, *args: Any, **kwargs: Any) -> AsyncIterator[GenericStreamingChunk]:
             # The blocking generator runs in a thread and hands chunks to the loop through a queue;

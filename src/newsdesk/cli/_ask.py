@@ -13,7 +13,7 @@ from newsdesk._exceptions import NewsdeskError
 err = Console(stderr=True)
 
 
-def _gateway(cache: str | None, concurrency: int = 4, rpm: float | None = None, tpm: float | None = None):  # type: ignore[no-untyped-def]
+def _gateway(cache: str | None, concurrency: int = 4, rpm: float | None = None, tpm: float | None = None):
     from newsdesk import Gateway, Limits
 
     return Gateway(cache=cache if cache is not None else _DEFAULT_CACHE, limits=Limits(concurrency=concurrency, rpm=rpm, tpm=tpm))
@@ -53,7 +53,7 @@ def run_ask(prompts: list[str], *, model: str | None, api_base: str | None, conc
             raise SystemExit(1)
 
 
-async def _stream_one(gateway, request) -> None:  # type: ignore[no-untyped-def]
+async def _stream_one(gateway, request) -> None:
     out = sys.stdout
     async for chunk in gateway.stream(request):
         if chunk.content:
@@ -67,7 +67,7 @@ async def _stream_one(gateway, request) -> None:  # type: ignore[no-untyped-def]
             err.print(f"[dim]{r.model} · {r.usage.completion_tokens} tokens · {r.latency:.2f} s{note}[/dim]")
 
 
-async def _many(gateway, requests, prompts, deadline) -> int:  # type: ignore[no-untyped-def]
+async def _many(gateway, requests, prompts, deadline) -> int:
     batch = gateway.map(requests, deadline=deadline)
     console = Console()
     async for o in batch:
@@ -149,7 +149,7 @@ def run_chat(*, model: str | None, api_base: str | None, cache: str | None, syst
         loop.close()
 
 
-async def _collect(gateway, request) -> str:  # type: ignore[no-untyped-def]
+async def _collect(gateway, request) -> str:
     parts: list[str] = []
     async for chunk in gateway.stream(request):
         if chunk.content:
