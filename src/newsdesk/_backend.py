@@ -83,7 +83,7 @@ def _import_litellm() -> Any:
                 importlib.import_module(name)
         # LiteLLM's error mapping imports FastAPI (~0.5 s) on the first failure; do that early,
         # in the background, rather than inside someone's event loop when a call first fails.
-        threading.Thread(target=_warm_later, name="newsdesk-warm").start()
+        threading.Thread(target=_warm_later, name="newsdesk-warm", daemon=True).start()
         _litellm = litellm
         return litellm
 
