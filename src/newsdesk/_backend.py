@@ -52,8 +52,11 @@ _WARM = (
     "openai.resources.chat",
     "litellm.proxy._types",
     "litellm.litellm_core_utils.default_encoding",
+    # LiteLLM's error mapping imports FastAPI (~0.5 s) on the first failure: do it here, off the
+    # event loop, rather than inside someone's loop when a call first fails. Not in a background
+    # thread: a thread still importing at interpreter exit deadlocked shutdown (seen here).
+    "fastapi.exceptions",
 )
-_WARM_LATER = ("fastapi.exceptions",)
 
 
 def import_litellm() -> Any:
@@ -81,19 +84,8 @@ def _import_litellm() -> Any:
         for name in _WARM:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
-        # LiteLLM's error mapping imports FastAPI (~0.5 s) on the first failure; do that early,
-        # in the background, rather than inside someone's event loop when a call first fails.
-        threading.Thread(target=_warm_later, name="newsdesk-warm", daemon=True).start()
         _litellm = litellm
         return litellm
-
-
-def _warm_later() -> None:
-    import importlib
-
-    for name in _WARM_LATER:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
 
 
 async def aimport_litellm() -> Any:
