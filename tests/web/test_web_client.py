@@ -202,7 +202,9 @@ def test_news_run_fills_rows_progressively(
 def test_news_sessions_run_independently(
     web: WebServer, feed_server: Any, openai_server: Any
 ) -> None:
-    openai_server.control(latency=0.3)
+    # Slow enough that run A is still short of its last row when it is stopped (at 0.3 s the
+    # whole run could finish inside the window between "rows seen" and cancel).
+    openai_server.control(latency=1.5)
     urls = [f"{feed_server.url}/feeds/{name}" for name in FEEDS]
     a, b = client(web), client(web)
     job_a = news(a, urls)
