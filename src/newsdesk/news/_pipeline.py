@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from newsdesk._client import Gateway
@@ -56,22 +56,6 @@ class PipelineOptions:
     deltas: bool = True
     reanalyze: bool = False
     embeddings: bool = True
-
-
-@dataclass
-class _Counters:
-    sources_ok: int = 0
-    sources_failed: int = 0
-    articles: int = 0
-    duplicates: int = 0
-    analyzed: int = 0
-    from_cache: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
-    sum_latency: float = 0.0
-    failures: dict[str, str] = field(default_factory=dict)
 
 
 class _Embedding:
@@ -118,7 +102,6 @@ async def run_pipeline(
     """Yield pipeline events until every source is fetched and every article analyzed."""
     started = time.perf_counter()
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    counters = _Counters()
     dedup = Deduplicator()
     source_names = [s.name for s in options.sources]
     run_id = (
@@ -127,6 +110,7 @@ async def run_pipeline(
         else None
     )
     run_id = run_id or time.strftime("%Y%m%dT%H%M%S")
+    counters = RunDone(run_id=run_id)  # filled in as the run goes; the last event
     yield RunStarted(run_id=run_id, sources=source_names, model=options.model)
 
     embedding = await asyncio.to_thread(_load_embedding, options.embeddings)
@@ -398,23 +382,9 @@ async def run_pipeline(
         await fetcher.aclose()
 
     wall = time.perf_counter() - started
-    done = RunDone(
-        run_id=run_id,
-        sources_ok=counters.sources_ok,
-        sources_failed=counters.sources_failed,
-        articles=counters.articles,
-        duplicates=counters.duplicates,
-        analyzed=counters.analyzed,
-        from_cache=counters.from_cache,
-        failed=counters.failed,
-        prompt_tokens=counters.prompt_tokens,
-        completion_tokens=counters.completion_tokens,
-        cost=counters.cost,
-        wall=wall,
-        sum_latency=counters.sum_latency,
-        saved=max(0.0, counters.sum_latency - wall),
-        failures=counters.failures,
-    )
+    done = counters
+    done.wall = wall
+    done.saved = max(0.0, done.sum_latency - wall)
     if store is not None:
         await _call(store, "finish_run", run_id, done.model_dump(mode="json"))
     yield done
