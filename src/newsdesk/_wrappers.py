@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import contextvars
 import random
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -474,7 +473,3 @@ class FallbackBackend:
                 await _aclose(inner)
         assert last is not None
         raise last
-
-
-def now() -> float:
-    return time.perf_counter()

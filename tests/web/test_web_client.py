@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from newsdesk._exceptions import ConfigError
+from newsdesk.news._models import TOPICS
 from tests.web.conftest import WebServer, start_web
 
 FEEDS = ("rss", "atom", "rdf", "json")  # 2 + 1 + 1 + 1 articles
@@ -181,19 +182,7 @@ def test_news_run_fills_rows_progressively(
         "Harbour bridge reopens after repairs" in titles and "Comet seen from the valley" in titles
     )
     for row in final_rows:
-        assert row[3] in {
-            "politics",
-            "conflict",
-            "business",
-            "technology",
-            "science",
-            "health",
-            "sports",
-            "entertainment",
-            "crime",
-            "disaster",
-            "environment",
-        }
+        assert row[3] in TOPICS
         assert -1 <= float(row[5]) <= 1
     topics = next(o[3] for o in reversed(outputs) if isinstance(o[3], dict) and o[3].get("data"))
     assert sum(n for _topic, n in topics["data"]) == 5
