@@ -30,8 +30,16 @@ extras="all"
 [ "$want_test" = 1 ] && extras="all,test"
 # Reinstall when pyproject.toml changed or the extras asked for grew.
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! grep -qx "$extras" "$stamp"; then
-  echo "setup: installing newsdesk[$extras] (the first time builds llama-cpp-python: ~5 min)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  echo "setup: installing newsdesk[$extras] into .venv (the first time builds llama-cpp-python: ~5-10 min)" >&2
+  log=.venv/setup.log
+  t0=$(date +%s)
+  # pip's and the build backends' own chatter (deprecation notices of build dependencies) goes to a
+  # log file; a failure shows its last lines.
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[$extras]"; } >"$log" 2>&1; then
+    echo "setup: installation failed; the last lines of $log:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+  echo "setup: installed in $(( $(date +%s) - t0 )) s (details in $log)" >&2
   echo "$extras" > "$stamp"
 fi
