@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from newsdesk.web._agent_tab import agent_reply
 from tests.agents.demo_store import populate
 from tests.agents.scripted import ScriptedModel, call, final, reply
+from tests.helpers import free_port
 from tests.servers.plugin import OpenAIServerHandle
 
 
@@ -83,12 +83,6 @@ def threading_event() -> Any:
     import threading
 
     return threading.Event()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_tab_in_the_app_answers_over_the_api(openai_server: OpenAIServerHandle) -> None:

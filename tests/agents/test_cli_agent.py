@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +11,17 @@ from typer.testing import CliRunner
 
 from newsdesk.cli._app import app
 from tests.agents.demo_store import populate
+from tests.helpers import run_cli
 from tests.servers.plugin import OpenAIServerHandle
-
-NEWSDESK = Path(sys.executable).with_name("newsdesk")
-
-
-def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    env.pop("NEWSDESK_DEBUG", None)
-    return subprocess.run(
-        [str(NEWSDESK), *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 @pytest.mark.slow
 def test_embedded_model_answers_through_the_cli(home: Path) -> None:
     populate()
     proc = run_cli(
-        "agent", "What happened in Harbor City?", "--max-steps", "3", "--max-tokens", "96"
-    )
+        "agent", "What happened in Harbor City?", "--max-steps", "3", "--max-tokens", "96",
+        timeout=240, COLUMNS="200",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip(), "no answer on stdout"
     assert (

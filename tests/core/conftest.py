@@ -1,5 +1,5 @@
-"""Fixtures for the core tests: an isolated NEWSDESK_HOME, a real Redis, a blocking-call detector,
-and small helpers to build requests against the fake OpenAI server."""
+"""Fixtures for the core tests: a real Redis, a blocking-call detector, and small helpers to build
+requests against the fake OpenAI server (the isolated home is the top conftest's)."""
 
 from __future__ import annotations
 
@@ -18,27 +18,11 @@ from typing import Any
 import pytest
 
 from newsdesk import Gateway, Request
+from tests.helpers import free_port
 from tests.servers.plugin import OpenAIServerHandle
 
 MODEL = "openai/test-model"
 KEY = "sk-test-9f3a7c1e5b"  # distinctive, so a scan for it cannot match anything by accident
-
-
-@pytest.fixture(autouse=True)
-def _newsdesk_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[None]:
-    """Every test gets its own NEWSDESK_HOME, so nothing touches (or reads) a real cache."""
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("NEWSDESK_HOME", str(home))
-    for var in (
-        "NEWSDESK_MODEL",
-        "NEWSDESK_FAST_MODEL",
-        "NEWSDESK_STRONG_MODEL",
-        "NEWSDESK_NO_TRIM",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,12 +32,6 @@ def _litellm_imported() -> None:
     from newsdesk._backend import import_litellm
 
     import_litellm()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from newsdesk import (
 )
 from newsdesk._cache import LayeredStore, cache_key
 from newsdesk._response import Completion
-from tests.core.conftest import KEY, MODEL, free_port
+from tests.core.conftest import KEY, MODEL
+from tests.helpers import free_port
 from tests.servers.plugin import OpenAIServerHandle
 
 

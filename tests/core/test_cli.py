@@ -7,16 +7,14 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from newsdesk.cli._app import app
+from tests.helpers import cli_env as subprocess_env
+from tests.helpers import run_cli
 from tests.servers.plugin import OpenAIServerHandle
-
-# The console script installed beside this interpreter (CI does not put the venv on PATH).
-NEWSDESK = str(Path(sys.executable).with_name("newsdesk"))
 
 runner = CliRunner()
 
@@ -25,12 +23,6 @@ runner = CliRunner()
 def cli_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     return {"OPENAI_API_KEY": "sk-test", "NEWSDESK_HOME": os.environ["NEWSDESK_HOME"]}
-
-
-def _subprocess_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "NO_COLOR": "1", **extra}
-    env.pop("NEWSDESK_DEBUG", None)
-    return env
 
 
 def test_ask_one_prompt_streams(openai_server: OpenAIServerHandle, cli_env: dict[str, str]) -> None:
@@ -220,21 +212,14 @@ def test_main_unreachable_server_fails_cleanly(
 
 def test_entry_point_subprocess_user_error() -> None:
     """The installed ``newsdesk`` script: a user error is one line on stderr, exit code 2."""
-    env = _subprocess_env(OPENAI_API_KEY="sk-test")
-    bad = subprocess.run(
-        [NEWSDESK, "ask", "hi", "--model", "nosuchprovider/x"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    bad = run_cli("ask", "hi", "--model", "nosuchprovider/x", timeout=120, NO_COLOR="1")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: unknown model") and bad.stderr.count("\n") == 1
     assert "Traceback" not in bad.stdout + bad.stderr
 
 
 def test_help_is_fast_and_does_not_import_litellm() -> None:
-    env = _subprocess_env()
+    env = subprocess_env(NO_COLOR="1")
     check = subprocess.run(
         [
             sys.executable,
@@ -250,9 +235,7 @@ def test_help_is_fast_and_does_not_import_litellm() -> None:
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        done = subprocess.run(
-            [NEWSDESK, "--help"], capture_output=True, text=True, env=env, timeout=60
-        )
+        done = run_cli("--help", timeout=60, NO_COLOR="1")
         times.append(time.perf_counter() - t0)
         assert done.returncode == 0 and "ask" in done.stdout and "chat" in done.stdout
     assert statistics.median(times) < 1.5, times

@@ -7,10 +7,7 @@ code, stderr and the terminal rendering are the point, and for the run on the em
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from typer.testing import CliRunner
 
 from newsdesk.cli._app import app
 from newsdesk.news._models import ArticleAnalysis
+from tests.helpers import run_cli
 from tests.news.test_pipeline import answer, item, rss, unique, words
 from tests.servers.feed_server import FeedServer
 from tests.servers.plugin import OpenAIServerHandle
@@ -27,7 +25,6 @@ from tests.servers.plugin import OpenAIServerHandle
 pytestmark = pytest.mark.timeout(120)
 
 MODEL = "openai/test-model"
-NEWSDESK = Path(sys.executable).with_name("newsdesk")
 
 # The JSONL contract, as the README's table states it (plus "event" on every line).
 CONTRACT: dict[str, set[str]] = {
@@ -94,11 +91,6 @@ def _warm() -> None:
     _embed.default_embedder().load()
 
 
-@pytest.fixture(autouse=True)
-def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-
-
 def cli(*args: str) -> Any:
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
     return result
@@ -114,22 +106,6 @@ def jsonl(text: str) -> list[dict[str, Any]]:
 
 def kinds(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e for e in events if e["event"] == kind]
-
-
-def env(**extra: str) -> dict[str, str]:
-    out = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONUNBUFFERED": "1", **extra}
-    out.pop("NEWSDESK_DEBUG", None)
-    return out
-
-
-def run_cli(*args: str, timeout: float = 90, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(NEWSDESK), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env(**extra_env),
-    )
 
 
 def feed(feed_server: FeedServer, items: list[dict[str, str]]) -> str:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from newsdesk.cli._app import app
+from tests.helpers import NEWSDESK, cli_env, run_cli
 from tests.news.test_pipeline import item, rss, unique, words
 from tests.servers.feed_server import FeedServer
 from tests.servers.plugin import OpenAIServerHandle
@@ -24,7 +22,6 @@ from tests.servers.plugin import OpenAIServerHandle
 pytestmark = pytest.mark.timeout(150)
 
 MODEL = "openai/test-model"
-NEWSDESK = Path(sys.executable).with_name("newsdesk")
 
 
 def articles(slow_latency: float | None) -> list[dict[str, str]]:
@@ -47,19 +44,18 @@ def user_prompts(llm: OpenAIServerHandle) -> list[str]:
 
 
 def test_killed_run_keeps_finished_analyses_and_shows_interrupted(
-    openai_server: OpenAIServerHandle, feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+    openai_server: OpenAIServerHandle, feed_server: FeedServer
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     name = unique("crash")
     feed_server.set_feed(name, rss(articles(slow_latency=120)))
     url = f"{feed_server.url}/feeds/{name}"
     args = ["analyze", url, "--model", MODEL, "--api-base", openai_server.url, "--format", "jsonl",
             "--cache", "off", "--concurrency", "8"]  # fmt: skip
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     proc = subprocess.Popen(
-        [str(NEWSDESK), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+        [str(NEWSDESK), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=cli_env(),
+    )  # fmt: skip
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -96,10 +92,7 @@ def test_killed_run_keeps_finished_analyses_and_shows_interrupted(
     assert sorted(e["title"] for e in finished) == ["Quick story 0", "Quick story 1"]
 
     # history, from the user's side: the killed run is "interrupted", not "running" for ever
-    hist = subprocess.run(
-        [str(NEWSDESK), "history"], capture_output=True, text=True, timeout=30,
-        env={**env, "COLUMNS": "150"},
-    )  # fmt: skip
+    hist = run_cli("history", timeout=30, COLUMNS="150")
     assert hist.returncode == 0, hist.stderr
     (row,) = [line for line in hist.stdout.splitlines() if "openai/test-model" in line]
     assert "interrupted" in row

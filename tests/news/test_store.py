@@ -32,13 +32,6 @@ MODEL = "local/test"
 PROMPT = "p1"
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own NEWSDESK_HOME: nothing here may touch a real home."""
-    monkeypatch.setenv("NEWSDESK_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 @pytest.fixture
 def store() -> Iterator[Store]:
     with Store() as s:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import free_port
 from tests.servers.feed_server import FeedServer, start_feed_server
 
 
@@ -20,8 +20,4 @@ def feed_server() -> Iterator[FeedServer]:
 @pytest.fixture
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/feed"
+    return f"http://127.0.0.1:{free_port()}/feed"

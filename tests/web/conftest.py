@@ -4,10 +4,7 @@ on a free 127.0.0.1 port, with its own NEWSDESK_HOME, pointed at the fake OpenAI
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import CLEARED_ENV, NEWSDESK, cli_env, free_port, isolated_env
 from tests.servers.plugin import OpenAIServerHandle
 
 pytest.importorskip("gradio", reason="the web extra is not installed: pip install 'newsdesk[web]'")
@@ -25,12 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 TEST_MODEL = "openai/test-model"
 START_TIMEOUT = 120.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class WebServer:
@@ -60,21 +52,18 @@ def start_web(api_base: str, *extra: str) -> Iterator[WebServer]:
     home = Path(tempfile.mkdtemp(prefix="newsdesk-web-home-"))
     port = free_port()
     log = home / "server.log"
+    # A session-wide process, so it cannot use the per-test home fixture: it gets its own.
     env = {
-        **os.environ,
-        "NEWSDESK_HOME": str(home),
-        "OPENAI_API_KEY": "sk-test",
+        **{k: v for k, v in cli_env().items() if k not in CLEARED_ENV},
+        **isolated_env(home, home / "user"),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "HF_HUB_OFFLINE": "1",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "PYTHONUNBUFFERED": "1",
     }
     cmd = [
-        sys.executable,
-        "-c",
-        "from newsdesk.cli import main; main()",
+        str(NEWSDESK),
         "web",
         "--port",
         str(port),
