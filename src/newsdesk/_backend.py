@@ -32,6 +32,7 @@ from newsdesk._exceptions import (
 from newsdesk._request import Request
 from newsdesk._response import Completion, Usage
 
+
 class Restart:
     """In a stream: the text so far is void (the answer did not validate and is asked again)."""
 

@@ -139,7 +139,11 @@ class Completions(Generic[T]):
         self._fill = fill
         self._tasks: list[asyncio.Future[T]] = []
         self._index: dict[asyncio.Future[T], int] = {}
-        self._pending: set[asyncio.Future[T]] = set()
+        self._pending: set[asyncio.Future[T]] = set()  # not reported yet
+        # Tasks as they finish (a done callback each: O(1) a task, where asyncio.wait over
+        # the pending set would cost O(n) a completion).
+        self._finished: collections.deque[asyncio.Future[T]] = collections.deque()
+        self._wake = asyncio.Event()
         self._ready: collections.deque[tuple[int, T]] = collections.deque()
         self.started: float | None = None  # time.perf_counter() when the tasks started
 
@@ -149,6 +153,12 @@ class Completions(Generic[T]):
             self._tasks = [asyncio.ensure_future(aw) for aw in self._aws]
             self._index = {t: i for i, t in enumerate(self._tasks)}
             self._pending = set(self._tasks)
+            for task in self._tasks:
+                task.add_done_callback(self._on_done)
+
+    def _on_done(self, task: asyncio.Future[T]) -> None:
+        self._finished.append(task)
+        self._wake.set()
 
     def cancel(self, index: int | None = None) -> None:
         """Cancel one task (by index), or all of them; each is reported through ``fill``."""
@@ -171,12 +181,13 @@ class Completions(Generic[T]):
         self._ready.append((i, self._fill(i, exc)))
 
     async def _expire(self) -> None:
-        late, self._pending = self._pending, set()
+        late = sorted(self._pending, key=self._index.__getitem__)
+        self._pending = set()
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
-        for task in sorted(late, key=self._index.__getitem__):
-            self._settle(task, late=True)  # finished just in time: its own result
+        for task in late:
+            self._settle(task, late=True)  # one that finished just in time: its own result
 
     def __aiter__(self) -> Completions[T]:
         return self
@@ -184,6 +195,12 @@ class Completions(Generic[T]):
     async def __anext__(self) -> tuple[int, T]:
         self._start()
         while not self._ready:
+            if self._finished:
+                task = self._finished.popleft()
+                if task in self._pending:  # (not already reported by the deadline)
+                    self._pending.discard(task)
+                    self._settle(task, late=False)
+                continue
             if not self._pending:
                 raise StopAsyncIteration
             timeout = None
@@ -192,11 +209,10 @@ class Completions(Generic[T]):
                 if timeout <= 0:
                     await self._expire()
                     continue
-            done, self._pending = await asyncio.wait(
-                self._pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in sorted(done, key=self._index.__getitem__):
-                self._settle(task, late=False)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
         return self._ready.popleft()
 
     async def aclose(self) -> None:
@@ -320,9 +336,9 @@ class Channel(Generic[T]):
                 self._items.append(_Failure(error))
         self._wake.set()
 
-    async def get(self, timeout: float | None = None) -> T:
-        """The next item; ``TimeoutError`` if none comes within ``timeout``; ``StopAsyncIteration``
-        once every task has ended; a task's error once the items sent before it are read."""
+    async def get(self) -> T:
+        """The next item; ``StopAsyncIteration`` once every task has ended; a task's error once
+        the items sent before it are read. Safe to cancel (``asyncio.timeout``): no item is lost."""
         while True:
             if self._items:
                 item = self._items.popleft()
@@ -332,8 +348,7 @@ class Channel(Generic[T]):
             if not self._tasks:
                 raise StopAsyncIteration
             self._wake.clear()
-            async with asyncio.timeout(timeout):
-                await self._wake.wait()
+            await self._wake.wait()
 
     def ready(self) -> list[T]:
         """The items already sent and not read yet, without waiting (up to an error, if any)."""
@@ -382,7 +397,8 @@ async def paced(events: AsyncIterator[T], interval: float) -> AsyncGenerator[lis
         while True:
             timeout = None if not batch else max(0.0, last + interval - time.monotonic())
             try:
-                batch.append(await channel.get(timeout))
+                async with asyncio.timeout(timeout):
+                    batch.append(await channel.get())
                 batch.extend(channel.ready())  # what is already there, in one go
             except TimeoutError:
                 pass
@@ -558,7 +574,12 @@ def _wait(fut: concurrent.futures.Future[T]) -> T:
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from sync code (on the portal loop) and return its result."""
-    return _wait(submit(lambda: coro))
+    try:
+        fut = submit(lambda: coro)
+    except BaseException:
+        coro.close()  # not left "never awaited"
+        raise
+    return _wait(fut)
 
 
 def iterate_sync(stream: AsyncIterator[T]) -> Iterator[T]:

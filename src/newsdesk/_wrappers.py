@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import random
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -119,37 +120,40 @@ class RetryBackend(WrapperBackend):
         self.stats = stats
         self.policy = policy or RetryPolicy()
 
-    def _record(self, exc: BaseException) -> None:
-        name = type(exc).__name__
+    async def _after_failure(self, request: Request, attempt: int, exc: Exception, what: str,
+                             *, started: bool = False) -> None:
+        """Count the failure; raise it if it is final, else wait before the next attempt."""
+        if isinstance(exc, TimeoutError):
+            err: ProviderError = ProviderTimeout(
+                f"{request.model}: {what} {request.timeout:g} s", model=request.model)
+            err.__cause__ = exc
+        else:
+            assert isinstance(exc, ProviderError)
+            err = exc
+        name = type(err).__name__
         self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+        if started or not err.retryable or attempt > request.retries:
+            raise err
+        self.stats.retries += 1
+        await asyncio.sleep(self.policy.delay(attempt, err))
+
+    def _attempt(self) -> None:
+        self.stats.calls += 1
+        _note_attempt()
 
     async def complete(self, request: Request) -> Completion:
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.calls += 1
-            _note_attempt()
+        for attempt in itertools.count(1):
+            self._attempt()
             try:
                 async with asyncio.timeout(request.timeout):
                     return await self.inner.complete(request)
-            except TimeoutError as exc:
-                err: ProviderError = ProviderTimeout(
-                    f"{request.model}: no answer within {request.timeout:g} s", model=request.model)
-                err.__cause__ = exc
-            except ProviderError as exc:
-                err = exc
-            self._record(err)
-            if not err.retryable or attempt > request.retries:
-                raise err
-            self.stats.retries += 1
-            await asyncio.sleep(self.policy.delay(attempt, err))
+            except (TimeoutError, ProviderError) as exc:
+                await self._after_failure(request, attempt, exc, "no answer within")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.calls += 1
-            _note_attempt()
+        for attempt in itertools.count(1):
+            self._attempt()
             started = False
             try:
                 agen = self.inner.stream(request)
@@ -163,21 +167,13 @@ class RetryBackend(WrapperBackend):
                                 break
                         started = True
                         yield item
-                finally:
-                    with contextlib.suppress(Exception):
+                    return
+                finally:  # closed before any wait for the next attempt
+                    with contextlib.suppress(Exception):  # a stream that broke may fail to close too
                         await aclose(agen)
-                return
-            except TimeoutError as exc:
-                err: ProviderError = ProviderTimeout(
-                    f"{request.model}: stream stalled for {request.timeout:g} s", model=request.model)
-                err.__cause__ = exc
-            except ProviderError as exc:
-                err = exc
-            self._record(err)
-            if started or not err.retryable or attempt > request.retries:
-                raise err
-            self.stats.retries += 1
-            await asyncio.sleep(self.policy.delay(attempt, err))
+            except (TimeoutError, ProviderError) as exc:
+                await self._after_failure(request, attempt, exc, "stream stalled for", started=started)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 # ---------------------------------------------------------------- validation

@@ -35,6 +35,7 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel
 
 from newsdesk._backend import StreamItem
+from newsdesk._concurrency import aclosing
 from newsdesk._request import Request
 from newsdesk._response import Completion, Usage
 
@@ -59,7 +60,9 @@ def _tokens(text: str) -> int:
 class FunctionBackend:
     """A ``Backend`` whose answers come from ``handler(request)``; see the module docstring."""
 
-    def __init__(self, handler: Handler = echo, *, stream_handler: StreamHandler | None = None) -> None:
+    def __init__(
+        self, handler: Handler = echo, *, stream_handler: StreamHandler | None = None
+    ) -> None:
         self.handler = handler
         self.stream_handler = stream_handler
         self.requests: list[Request] = []
@@ -103,9 +106,10 @@ class FunctionBackend:
         given = self.stream_handler(request)
         parts: list[str] = []
         if isinstance(given, AsyncIterable):
-            async for piece in given:
-                parts.append(piece)
-                yield piece
+            async with aclosing(given):  # a reader that stops early closes the handler's stream
+                async for piece in given:
+                    parts.append(piece)
+                    yield piece
         else:
             for piece in given:
                 parts.append(piece)

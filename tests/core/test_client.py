@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 import newsdesk._client
-from newsdesk import Chunk, Gateway, LiteLLMClient, Request, Response
+from newsdesk import Chunk, Gateway, LiteLLMClient, Request
 from tests.core.conftest import KEY, MODEL
 from tests.servers.plugin import OpenAIServerHandle
 

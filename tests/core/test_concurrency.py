@@ -94,9 +94,7 @@ async def test_a_task_finishing_while_cancelled_keeps_its_result() -> None:
 
 
 async def test_cancel_one_reports_it_through_fill() -> None:
-    work = Completions(
-        [_after(5, "a"), _after(0.1, "b")], fill=lambda i, r: type(r).__name__
-    )
+    work = Completions([_after(5, "a"), _after(0.1, "b")], fill=lambda i, r: type(r).__name__)
     async with work:
         work.cancel(0)
         got = [pair async for pair in work]
@@ -177,12 +175,13 @@ async def test_channel_raises_a_task_error_after_what_it_sent() -> None:
     assert got == [1, 2]
 
 
-async def test_channel_get_times_out_and_leaving_cancels_tasks() -> None:
+async def test_channel_get_can_time_out_and_leaving_cancels_tasks() -> None:
     before = _ours()
     async with Channel[str]() as channel:
         channel.spawn(_after(5, "x"))
         with pytest.raises(TimeoutError):
-            await channel.get(timeout=0.05)
+            async with asyncio.timeout(0.05):
+                await channel.get()
     assert _ours() <= before
 
 

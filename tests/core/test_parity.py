@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -69,7 +70,9 @@ async def test_text_answer(way: str) -> None:
 async def test_both_ways_give_equal_responses_and_chunks() -> None:
     results: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for way in WAYS:
-        client = _client(lambda r: '{"title": "Rain", "score": 7}', answer_model=Answer, cache="off")
+        client = _client(
+            lambda r: '{"title": "Rain", "score": 7}', answer_model=Answer, cache="off"
+        )
         resp = await _whole(client, way)
         chunks = await _chunks(client, way)
         results[way] = (
@@ -77,7 +80,7 @@ async def test_both_ways_give_equal_responses_and_chunks() -> None:
             [c.model_dump(exclude={"response"}) for c in chunks],
         )
     assert results["sync"] == results["async"]
-    assert results["sync"][0]["value"] == Answer(title="Rain", score=7)
+    assert results["sync"][0]["value"] == {"title": "Rain", "score": 7}
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -104,9 +107,9 @@ async def test_errors_are_the_same_exception(way: str, error: Exception, kind: t
         raise error
 
     client = _client(fail, retries=1)
-    with pytest.raises(kind, match=str(error)):
+    with pytest.raises(kind, match=re.escape(str(error))):
         await _whole(client, way)
-    with pytest.raises(kind, match=str(error)):
+    with pytest.raises(kind, match=re.escape(str(error))):
         await _chunks(client, way)
 
 
@@ -145,7 +148,9 @@ async def test_leaving_a_stream_early_closes_it(way: str) -> None:
             closed.set()
 
     gw = Gateway(cache="off", backend=FunctionBackend(stream_handler=pieces))
-    client = LiteLLMClient(Request(model="openai/parity", messages=[{"role": "user", "content": "q"}]), gw)
+    client = LiteLLMClient(
+        Request(model="openai/parity", messages=[{"role": "user", "content": "q"}]), gw
+    )
     if way == "sync":
         it = client.stream_response()
         next(it)

@@ -5,8 +5,8 @@ import contextlib
 import hashlib
 import threading
 import weakref
-from dataclasses import dataclass
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -104,7 +104,7 @@ class DiskStore:
 
     def get_nowait(self, key: str) -> bytes | None:
         value = self._cache.get(key)
-        if value is None:
+        if not isinstance(value, bytes):  # None: a miss (anything else was not written here)
             self.stats.misses += 1
             return None
         self.stats.hits += 1
@@ -161,7 +161,7 @@ class RedisStore:
             # carry on uncached.
             self.stats.errors += 1
             return None
-        if value is None:
+        if not isinstance(value, bytes):
             self.stats.misses += 1
             return None
         self.stats.hits += 1
