@@ -100,7 +100,9 @@ async def test_rpm_limit_slows_a_burst() -> None:
         return "ok"
 
     # a leaky bucket of 60/min: a burst of 60 passes, then one a second
-    gw = Gateway(cache="off", limits=Limits(concurrency=100, rpm=60), backend=FunctionBackend(instant))
+    gw = Gateway(
+        cache="off", limits=Limits(concurrency=100, rpm=60), backend=FunctionBackend(instant)
+    )
     reqs = [
         Request(model="openai/x", messages=[{"role": "user", "content": str(i)}]) for i in range(62)
     ]

@@ -214,7 +214,9 @@ async def _events(
         agent.interrupt()
 
     # No await between taking the lock and starting the thread that releases it.
-    async with aclosing(iterate_in_thread(steps, stop=stop, wait=False, name="newsdesk-agent")) as events:
+    async with aclosing(
+        iterate_in_thread(steps, stop=stop, wait=False, name="newsdesk-agent")
+    ) as events:
         async for ev in events:
             yield ev
 
