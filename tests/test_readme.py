@@ -57,3 +57,11 @@ def test_batch_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_pa
     assert len([ln for ln in lines if re.match(r"\d+ ", ln)]) == 100
     assert "failed" not in done.stdout
     assert lines[-1].startswith("wall ")
+
+
+def test_testing_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_path: Path) -> None:
+    code = next(b for b in _python_blocks() if "FunctionBackend" in b)
+    done = _run(code, openai_server, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "Echo: hi"
+    assert openai_server.stats()["calls"] == 0  # no provider was asked

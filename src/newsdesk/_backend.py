@@ -32,11 +32,23 @@ from newsdesk._exceptions import (
 from newsdesk._request import Request
 from newsdesk._response import Completion, Usage
 
-StreamItem = str | Completion
-"""A stream yields text deltas (``str``) and ends with exactly one ``Completion``."""
+
+class Restart:
+    """In a stream: the text so far is void (the answer did not validate and is asked again)."""
+
+    def __repr__(self) -> str:
+        return "Restart()"
+
+
+StreamItem = str | Restart | Completion
+"""A stream yields text deltas (``str``) and ends with exactly one ``Completion``. Only the
+validation wrapper yields ``Restart``; a backend yields text and the ``Completion``."""
 
 
 class Backend(Protocol):
+    """The seam: ``complete`` gives the whole answer; ``stream`` yields it in pieces. A Backend
+    may also have ``async aclose()`` for the resources it holds (``Gateway.aclose`` calls it)."""
+
     async def complete(self, request: Request) -> Completion: ...
 
     def stream(self, request: Request) -> AsyncIterator[StreamItem]: ...

@@ -3,29 +3,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from newsdesk._backend import Backend, LiteLLMBackend, aimport_litellm
+from newsdesk._backend import Backend, LiteLLMBackend, Restart, aimport_litellm
 from newsdesk._cache import CacheStore, open_cache
+from newsdesk._concurrency import TaskBatch, aclose, aclosing, iterate_sync, run_sync
 from newsdesk._context import fit_request
 from newsdesk._exceptions import BadResponse, NewsdeskError, ProviderError, ProviderTimeout
 from newsdesk._request import Request
 from newsdesk._response import Chunk, Completion, Response
-from newsdesk._structured import parse_answer, parse_partial
+from newsdesk._structured import answer_value, parse_partial
 from newsdesk._wrappers import (
     CacheBackend,
+    CallInfo,
     CallStats,
     FallbackBackend,
     LimitBackend,
     Limits,
     RetryBackend,
     RetryPolicy,
-    _aclose,
+    ValidateBackend,
     begin_call,
 )
 
@@ -43,10 +44,14 @@ def resolve_model(model: str) -> str:
 
 class Gateway:
     """The assembled call stack. Share one per process (or per app) so the cache, single-flight
-    and limits see every request: ``Fallback(Cache(Limit(Retry(LiteLLM))))``.
+    and limits see every request: ``Fallback(Cache(Validate(Limit(Retry(backend)))))``.
 
     ``cache``: a ``CacheStore``, or a spec string for ``open_cache`` ("off", "memory", a directory,
-    ``redis://...``); by default memory + disk in the user cache directory.
+    ``redis://...``); by default memory + disk in the user cache directory. ``backend``: what
+    answers (LiteLLM by default; ``newsdesk.testing.FunctionBackend`` for tests).
+
+    ``async with Gateway(...) as gw:`` (or ``await gw.aclose()``) closes what it holds — Redis
+    connections, the disk cache — when done; ``close()`` is the same for sync code.
     """
 
     def __init__(
@@ -67,7 +72,7 @@ class Gateway:
         self.stats = CallStats()
         self.limits = limits or Limits()
         self.limiter = LimitBackend(RetryBackend(backend or LiteLLMBackend(), self.stats, retry), self.limits)
-        self.stack: Backend = FallbackBackend(CacheBackend(self.limiter, store, self.stats))
+        self.stack: Backend = FallbackBackend(CacheBackend(ValidateBackend(self.limiter), store, self.stats))
 
     def _prepare(self, request: Request) -> Request:
         model = resolve_model(request.model)
@@ -82,85 +87,47 @@ class Gateway:
 
     async def complete(self, request: Request) -> Response:
         """The whole answer. Structured answers that fail to validate (or were cut off by
-        max_tokens) are asked again — with twice the token budget after a cut — up to ``retries``."""
+        max_tokens) are asked again — with twice the token budget after a cut — up to ``retries``.
+        With ``request.stream`` the provider is asked for a stream, assembled here: the timeout
+        then covers each piece rather than the whole answer, so a long answer is not cut short."""
+        if request.stream:
+            async with aclosing(self.stream(request)) as chunks:
+                async for chunk in chunks:
+                    if chunk.response is not None:
+                        return chunk.response
+            raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
         request = await self._aprepare(request)
         info = begin_call()
         started = time.perf_counter()
-        attempt = 0
-        original = request
-        while True:
-            completion = await self.stack.complete(request)
-            try:
-                value = self._value(request, completion)
-                break
-            except BadResponse:
-                attempt += 1
-                if attempt > request.retries:
-                    raise
-                request = _ask_again(request, completion)
-        if attempt:
-            await self._remember(original, completion)
-        return _response(request, completion, value, started, info.attempts, info.cached)
+        completion = await self.stack.complete(request)
+        return _response(completion, answer_value(request, completion), started, info)
 
     async def stream(self, request: Request) -> AsyncIterator[Chunk]:
         """Text deltas as they arrive (``partial`` = the structured answer so far), then one final
-        chunk with ``done=True`` and the ``Response``."""
+        chunk with ``done=True`` and the ``Response``. ``restart=True``: the answer so far did not
+        validate and is being asked again — drop its text."""
         request = await self._aprepare(request)
         info = begin_call()
         started = time.perf_counter()
-        attempt = 0
-        original = request
-        while True:
-            text = ""
-            final: Completion | None = None
-            items = self.stack.stream(request)
-            try:
-                async for item in items:
-                    if isinstance(item, Completion):
-                        final = item
-                        continue
+        text = ""
+        final: Completion | None = None
+        # Closed at once when the consumer stops early: that releases the call.
+        async with aclosing(self.stack.stream(request)) as items:
+            async for item in items:
+                if isinstance(item, Completion):
+                    final = item
+                elif isinstance(item, Restart):
+                    text = ""
+                    yield Chunk(restart=True)
+                else:
                     text += item
                     partial = parse_partial(text) if request.answer_model is not None else None
                     yield Chunk(content=item, partial=partial)
-            finally:
-                await _aclose(items)  # a consumer that stops early releases the call at once
-            if final is None:
-                raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
-            try:
-                value = self._value(request, final)
-                break
-            except BadResponse:
-                attempt += 1
-                if attempt > request.retries:
-                    raise
-                request = _ask_again(request, final)
-                yield Chunk(restart=True)
-        if attempt:
-            await self._remember(original, final)
-        response = _response(request, final, value, started, info.attempts, info.cached)
+        if final is None:
+            raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
+        value = answer_value(request, final)
+        response = _response(final, value, started, info)
         yield Chunk(content="", partial=value if request.answer_model else None, done=True, response=response)
-
-    async def _remember(self, original: Request, completion: Completion) -> None:
-        """A structured answer that only validated when asked again is also stored under the
-        original request's key, so the next identical request doesn't pay for the failed try again."""
-        if self.store is None or original.cache == "off":
-            return
-        from newsdesk._cache import cache_key
-
-        try:
-            await self.store.set(cache_key(original.cache_identity()), completion.model_dump_json().encode(),
-                                 original.cache_ttl)
-        except Exception:  # the cache fails open
-            pass
-
-    @staticmethod
-    def _value(request: Request, completion: Completion) -> Any:
-        if request.answer_model is None:
-            if completion.finish_reason == "length" and not completion.text:
-                raise BadResponse(f"{request.model}: max_tokens ran out before any text", model=request.model)
-            return completion.text
-        return parse_answer(completion.text, request.answer_model, model=request.model,
-                            finish_reason=completion.finish_reason)
 
     def map(self, requests: Iterable[Request], *, deadline: float | None = None) -> Batch:
         """Run many requests at once; iterate the ``Batch`` for ``Outcome``s in completion order."""
@@ -170,24 +137,37 @@ class Gateway:
         """Like ``map`` but returns every ``Outcome`` in input order."""
         return await self.map(requests, deadline=deadline).gather()
 
+    async def aclose(self) -> None:
+        """Close the stack and the cache store (Redis connections included)."""
+        await aclose(self.stack)
+        if self.store is not None:
+            await aclose(self.store)
+
     def close(self) -> None:
+        """``aclose`` for sync code: closes the cache store (a Redis connection that belongs to a
+        running loop is closed on that loop, without waiting for it)."""
         if self.store is not None:
             self.store.close()
 
+    async def __aenter__(self) -> Gateway:
+        return self
 
-def _ask_again(request: Request, completion: Completion) -> Request:
-    if completion.finish_reason == "length":
-        budget = min((request.max_tokens or 512) * 2, 4096)
-        return request.model_copy(update={"max_tokens": budget, "cache": "refresh"})
-    temp = max(0.3, (request.temperature or 0.0) + 0.3)
-    return request.model_copy(update={"temperature": min(temp, 1.0), "cache": "refresh"})
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
-def _response(request: Request, c: Completion, value: Any, started: float, attempts: int, cached: bool) -> Response:
+def _response(c: Completion, value: Any, started: float, info: CallInfo) -> Response:
+    cached = info.cached
     return Response(
         value=value, text=c.text, model=c.model, usage=c.usage, cost=c.cost,
         latency=time.perf_counter() - started, cached=cached or c.cached,
-        finish_reason=c.finish_reason, attempts=max(attempts, 0 if cached else 1),
+        finish_reason=c.finish_reason, attempts=max(info.attempts, 0 if cached else 1),
     )
 
 
@@ -258,80 +238,44 @@ class BatchStats:
             self.errors[name] = self.errors.get(name, 0) + 1
 
 
-class Batch:
-    """Async iterator over ``Outcome``s in completion order. One failure never raises out of it.
-
-    Leaving the loop early (break, cancel, deadline) cancels every request still running and
-    waits for them, so no task or connection is left behind.
+class Batch(TaskBatch[Request, Outcome]):
+    """Async iterator over ``Outcome``s in completion order (``gather()``: input order). One
+    failure never raises out of it; the deadline reports each request still running once, as
+    ``ProviderTimeout``. Leaving the loop early (break, cancel) cancels every request still
+    running and waits for them, so no task or connection is left behind.
     """
 
     def __init__(self, gateway: Gateway, requests: list[Request], *, deadline: float | None = None) -> None:
+        super().__init__(requests, deadline=deadline)
         self.gateway = gateway
-        self.requests = requests
-        self.deadline = deadline
+        self.requests = self.items
         self.stats = BatchStats()
 
-    def __aiter__(self) -> AsyncIterator[Outcome]:
-        return self._run()
-
-    async def _run(self) -> AsyncIterator[Outcome]:
-        started = time.perf_counter()
-        queue: asyncio.Queue[Outcome] = asyncio.Queue()
-
-        async def one(index: int, request: Request) -> None:
-            t0 = time.perf_counter()
-            try:
-                resp = await self.gateway.complete(request)
-                queue.put_nowait(Outcome(index, request, response=resp, latency=time.perf_counter() - t0))
-            except NewsdeskError as exc:
-                queue.put_nowait(Outcome(index, request, error=exc, latency=time.perf_counter() - t0))
-            except Exception as exc:  # a bug below must not take the batch down either
-                err = ProviderError(f"{request.model}: unexpected {type(exc).__name__}: {exc}", model=request.model)
-                queue.put_nowait(Outcome(index, request, error=err, latency=time.perf_counter() - t0))
-
-        tasks = {asyncio.create_task(one(i, r)): i for i, r in enumerate(self.requests)}
-        done_idx: set[int] = set()
+    async def _one(self, index: int, request: Request) -> Outcome:
+        t0 = time.perf_counter()
         try:
-            for _ in range(len(tasks)):
-                timeout = None if self.deadline is None else self.deadline - (time.perf_counter() - started)
-                try:
-                    if timeout is not None and timeout <= 0:
-                        raise TimeoutError
-                    outcome = await asyncio.wait_for(queue.get(), timeout)
-                except TimeoutError:
-                    break
-                done_idx.add(outcome.index)
-                self.stats.add(outcome)
-                self.stats.wall = time.perf_counter() - started
-                yield outcome
-            else:
-                return
-            # Deadline: stop the rest and report each of them once.
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            while not queue.empty():  # finished in the meantime
-                outcome = queue.get_nowait()
-                done_idx.add(outcome.index)
-                self.stats.add(outcome)
-                yield outcome
-            for i, r in enumerate(self.requests):
-                if i not in done_idx:
-                    err = ProviderTimeout(f"{r.model}: the batch deadline of {self.deadline:g} s passed", model=r.model)
-                    outcome = Outcome(i, r, error=err, latency=time.perf_counter() - started)
-                    self.stats.add(outcome)
-                    yield outcome
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.stats.wall = time.perf_counter() - started
+            resp = await self.gateway.complete(request)
+            return Outcome(index, request, response=resp, latency=time.perf_counter() - t0)
+        except NewsdeskError as exc:
+            return Outcome(index, request, error=exc, latency=time.perf_counter() - t0)
+        except Exception as exc:  # a bug below must not take the batch down either
+            err = ProviderError(f"{request.model}: unexpected {type(exc).__name__}: {exc}", model=request.model)
+            return Outcome(index, request, error=err, latency=time.perf_counter() - t0)
 
-    async def gather(self) -> list[Outcome]:
-        out: list[Outcome | None] = [None] * len(self.requests)
-        async for o in self:
-            out[o.index] = o
-        return [o for o in out if o is not None]
+    def _missing(self, index: int, request: Request, reason: BaseException) -> Outcome:
+        if isinstance(reason, TimeoutError):
+            why = f"the batch deadline of {self.deadline:g} s passed"
+        else:
+            why = "the request was cancelled"
+        err = ProviderTimeout(f"{request.model}: {why}", model=request.model)
+        return Outcome(index, request, error=err, latency=self._elapsed())
+
+    def _record(self, outcome: Outcome) -> None:
+        self.stats.add(outcome)
+        self.stats.wall = self.wall
+
+    def _finish(self) -> None:
+        self.stats.wall = self.wall
 
 
 # ---------------------------------------------------------------- the single-request client
@@ -362,11 +306,7 @@ class LiteLLMClient:
         return self.gateway.stream(self.request)
 
     def response(self) -> Response:
-        from newsdesk import _portal
-
-        return _portal.run(self.aresponse())
+        return run_sync(self.aresponse())
 
     def stream_response(self) -> Iterator[Chunk]:
-        from newsdesk import _portal
-
-        return _portal.iterate(self.astream_response())
+        return iterate_sync(self.astream_response())

@@ -21,7 +21,8 @@ def context_window(model: str) -> int | None:
         info = import_litellm().get_model_info(model)
     except Exception:
         return None
-    return info.get("max_input_tokens") or info.get("max_tokens")
+    window = info.get("max_input_tokens") or info.get("max_tokens")
+    return int(window) if window else None
 
 
 def _estimate(text: str) -> int:

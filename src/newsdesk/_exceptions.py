@@ -10,8 +10,8 @@
     │   ├── ProviderTimeout            the request or deadline ran out
     │   ├── RateLimited                429; carries retry_after seconds when the provider said
     │   ├── ProviderUnavailable        connection refused, 5xx
-    │   ├── BadResponse                malformed reply, invalid structured answer
-    │   └── TruncatedAnswer            stopped by max_tokens before the answer was complete
+    │   └── BadResponse                malformed reply, invalid structured answer
+    │       └── TruncatedAnswer        stopped by max_tokens before the answer was complete
     ├── SourceError                    a news source could not be fetched or parsed
     └── StoreError                     the local store failed
 

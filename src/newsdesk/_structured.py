@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from newsdesk._exceptions import BadResponse, TruncatedAnswer
+from newsdesk._request import Request
+from newsdesk._response import Completion
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$", re.I)
 
@@ -54,3 +56,15 @@ def parse_answer(text: str, answer_model: type[BaseModel], *, model: str, finish
             f"{model}: the answer does not match {answer_model.__name__} ({where}: {first.get('msg')})",
             model=model,
         ) from exc
+
+
+def answer_value(request: Request, completion: Completion) -> Any:
+    """What ``completion`` answers to ``request``: the validated ``answer_model`` instance, or the
+    text. ``BadResponse`` (``TruncatedAnswer`` when max_tokens cut it) when it is no answer."""
+    if request.answer_model is None:
+        if completion.finish_reason == "length" and not completion.text:
+            raise BadResponse(f"{request.model}: max_tokens ran out before any text", model=request.model)
+        return completion.text
+    return parse_answer(
+        completion.text, request.answer_model, model=request.model, finish_reason=completion.finish_reason
+    )

@@ -1,13 +1,21 @@
 """Behaviours stacked around a ``Backend``, each one a Backend itself:
 
-    Fallback( Cache+SingleFlight( Limit( Retry( LiteLLMBackend ))))
+    Fallback( Cache+SingleFlight( Validate( Limit( Retry( LiteLLMBackend )))))
 
+Each subclasses ``WrapperBackend`` (everything passes through to ``inner``) and writes only what
+it changes, so each can be read and tested alone:
+
+- ``FallbackBackend``: tries ``request.fallbacks`` in order when the model fails for good.
 - ``CacheBackend``: answers from the cache; identical requests in flight at the same time make one
-  call (single-flight); a cached answer replays as a stream; errors and truncated answers are never stored.
+  call (single-flight); a cached answer replays as a stream; errors and truncated answers are never
+  stored. It sits outside validation, so what it stores under a request is the answer that
+  validated, even when that took asking again.
+- ``ValidateBackend``: checks each answer (the structured answer against ``answer_model``; a text
+  answer not left empty by max_tokens) and asks again when it fails — with twice the token budget
+  after a cut — up to ``request.retries`` times; a stream yields ``Restart`` before asking again.
 - ``LimitBackend``: max in flight, requests/minute and tokens/minute (aiolimiter leaky buckets).
 - ``RetryBackend``: exponential backoff with full jitter, honouring Retry-After; a per-attempt timeout.
   A stream is retried only while it has yielded nothing (a half-shown answer cannot be taken back).
-- ``FallbackBackend``: tries ``request.fallbacks`` in order when the model fails for good.
 """
 
 from __future__ import annotations
@@ -15,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import random
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from newsdesk._backend import Backend, StreamItem
+from newsdesk._backend import Backend, Restart, StreamItem
 from newsdesk._cache import CacheStore, cache_key
+from newsdesk._concurrency import aclose, aclosing
 from newsdesk._exceptions import (
     BadResponse,
     ProviderError,
@@ -32,6 +42,7 @@ from newsdesk._exceptions import (
 )
 from newsdesk._request import Request
 from newsdesk._response import Completion
+from newsdesk._structured import answer_value
 
 
 @dataclass
@@ -67,12 +78,25 @@ class _PerLoop:
         return value
 
 
-async def _aclose(it: AsyncIterator[Any]) -> None:
-    """Close an inner stream now (not whenever it is garbage collected): that releases its
-    connection and its concurrency slot at once when the consumer stops early."""
-    close = getattr(it, "aclose", None)
-    if close is not None:
-        await close()
+class WrapperBackend:
+    """A Backend around ``inner`` that passes everything through (pydantic-ai's ``WrapperModel``):
+    a behaviour subclasses it and overrides only what it changes. ``aclose`` closes the stack
+    below. Inner streams are closed as soon as the reader stops (``aclosing``), not whenever they
+    are garbage collected: that releases their connection and concurrency slot at once."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    async def complete(self, request: Request) -> Completion:
+        return await self.inner.complete(request)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
+        async with aclosing(self.inner.stream(request)) as items:
+            async for item in items:
+                yield item
+
+    async def aclose(self) -> None:
+        await aclose(self.inner)
 
 
 # ---------------------------------------------------------------- retry
@@ -90,43 +114,46 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
-class RetryBackend:
+class RetryBackend(WrapperBackend):
     def __init__(self, inner: Backend, stats: CallStats, policy: RetryPolicy | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.stats = stats
         self.policy = policy or RetryPolicy()
 
-    def _record(self, exc: BaseException) -> None:
-        name = type(exc).__name__
+    async def _after_failure(self, request: Request, attempt: int, exc: Exception, what: str,
+                             *, started: bool = False) -> None:
+        """Count the failure; raise it if it is final, else wait before the next attempt."""
+        if isinstance(exc, TimeoutError):
+            err: ProviderError = ProviderTimeout(
+                f"{request.model}: {what} {request.timeout:g} s", model=request.model)
+            err.__cause__ = exc
+        else:
+            assert isinstance(exc, ProviderError)
+            err = exc
+        name = type(err).__name__
         self.stats.errors[name] = self.stats.errors.get(name, 0) + 1
+        if started or not err.retryable or attempt > request.retries:
+            raise err
+        self.stats.retries += 1
+        await asyncio.sleep(self.policy.delay(attempt, err))
+
+    def _attempt(self) -> None:
+        self.stats.calls += 1
+        _note_attempt()
 
     async def complete(self, request: Request) -> Completion:
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.calls += 1
-            _note_attempt()
+        for attempt in itertools.count(1):
+            self._attempt()
             try:
                 async with asyncio.timeout(request.timeout):
                     return await self.inner.complete(request)
-            except TimeoutError as exc:
-                err: ProviderError = ProviderTimeout(
-                    f"{request.model}: no answer within {request.timeout:g} s", model=request.model)
-                err.__cause__ = exc
-            except ProviderError as exc:
-                err = exc
-            self._record(err)
-            if not err.retryable or attempt > request.retries:
-                raise err
-            self.stats.retries += 1
-            await asyncio.sleep(self.policy.delay(attempt, err))
+            except (TimeoutError, ProviderError) as exc:
+                await self._after_failure(request, attempt, exc, "no answer within")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
-        attempt = 0
-        while True:
-            attempt += 1
-            self.stats.calls += 1
-            _note_attempt()
+        for attempt in itertools.count(1):
+            self._attempt()
             started = False
             try:
                 agen = self.inner.stream(request)
@@ -140,21 +167,69 @@ class RetryBackend:
                                 break
                         started = True
                         yield item
-                finally:
-                    with contextlib.suppress(Exception):
-                        await _aclose(agen)
-                return
-            except TimeoutError as exc:
-                err: ProviderError = ProviderTimeout(
-                    f"{request.model}: stream stalled for {request.timeout:g} s", model=request.model)
-                err.__cause__ = exc
-            except ProviderError as exc:
-                err = exc
-            self._record(err)
-            if started or not err.retryable or attempt > request.retries:
-                raise err
-            self.stats.retries += 1
-            await asyncio.sleep(self.policy.delay(attempt, err))
+                    return
+                finally:  # closed before any wait for the next attempt
+                    with contextlib.suppress(Exception):  # a stream that broke may fail to close too
+                        await aclose(agen)
+            except (TimeoutError, ProviderError) as exc:
+                await self._after_failure(request, attempt, exc, "stream stalled for", started=started)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+# ---------------------------------------------------------------- validation
+
+
+def ask_again(request: Request, completion: Completion) -> Request:
+    """The request that asks again for an answer that failed to validate: twice the token budget
+    if max_tokens cut it, else a little more temperature (the same prompt at 0 gives the same)."""
+    if completion.finish_reason == "length":
+        budget = min((request.max_tokens or 512) * 2, 4096)
+        return request.model_copy(update={"max_tokens": budget})
+    temp = max(0.3, (request.temperature or 0.0) + 0.3)
+    return request.model_copy(update={"temperature": min(temp, 1.0)})
+
+
+class ValidateBackend(WrapperBackend):
+    """Ask again, up to ``request.retries`` times, for an answer that does not validate
+    (``answer_value``). The answer given back is the one that validated; the last error when none did.
+    A stream yields ``Restart`` before asking again (the text so far is void) and its
+    ``Completion`` only once it validated."""
+
+    async def complete(self, request: Request) -> Completion:
+        current = request
+        for attempt in range(request.retries + 1):
+            completion = await self.inner.complete(current)
+            try:
+                answer_value(current, completion)
+                return completion
+            except BadResponse:
+                if attempt == request.retries:
+                    raise
+                current = ask_again(current, completion)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
+        current = request
+        for attempt in range(request.retries + 1):
+            final: Completion | None = None
+            async with aclosing(self.inner.stream(current)) as items:
+                async for item in items:
+                    if isinstance(item, Completion):
+                        final = item
+                    else:
+                        yield item
+            if final is None:
+                raise BadResponse(f"{current.model}: the stream ended without an answer", model=current.model)
+            try:
+                answer_value(current, final)
+            except BadResponse:
+                if attempt == request.retries:
+                    raise
+                current = ask_again(current, final)
+                yield Restart()
+                continue
+            yield final
+            return
 
 
 # ---------------------------------------------------------------- limits
@@ -183,9 +258,9 @@ def estimate_tokens(request: Request) -> int:
     return chars // 4 + (request.max_tokens or 256)
 
 
-class LimitBackend:
+class LimitBackend(WrapperBackend):
     def __init__(self, inner: Backend, limits: Limits) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.limits = limits
         self._state = _PerLoop(self._make)
         self.in_flight = 0
@@ -215,16 +290,12 @@ class LimitBackend:
 
     async def complete(self, request: Request) -> Completion:
         async with self._slot(request):
-            return await self.inner.complete(request)
+            return await super().complete(request)
 
     async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
-        async with self._slot(request):
-            agen = self.inner.stream(request)
-            try:
-                async for item in agen:
-                    yield item
-            finally:
-                await _aclose(agen)
+        async with self._slot(request), aclosing(super().stream(request)) as items:
+            async for item in items:
+                yield item
 
 
 # ---------------------------------------------------------------- cache + single-flight
@@ -232,13 +303,10 @@ class LimitBackend:
 def _cacheable(request: Request, c: Completion) -> bool:
     if c.finish_reason in ("length", "error", "content_filter") or not c.text:
         return False
-    if request.answer_model is not None:
-        from newsdesk._structured import parse_answer
-
-        try:  # an answer that does not validate is an error, and errors are never cached
-            parse_answer(c.text, request.answer_model, model=request.model, finish_reason=c.finish_reason)
-        except ProviderError:
-            return False
+    try:  # an answer that does not validate is an error, and errors are never cached
+        answer_value(request, c)
+    except ProviderError:
+        return False
     return True
 
 
@@ -271,9 +339,9 @@ def _note_cached() -> None:
         info.cached = True
 
 
-class CacheBackend:
+class CacheBackend(WrapperBackend):
     def __init__(self, inner: Backend, store: CacheStore | None, stats: CallStats) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.store = store
         self.stats = stats
         self._inflight = _PerLoop(dict)
@@ -380,13 +448,13 @@ class CacheBackend:
             return
         fut = self._lead(request, key)
         error: BaseException | None = None
-        inner = self.inner.stream(request)
         try:
             final: Completion | None = None
-            async for item in inner:
-                if isinstance(item, Completion):
-                    final = item
-                yield item
+            async with aclosing(self.inner.stream(request)) as inner:
+                async for item in inner:
+                    if isinstance(item, Completion):
+                        final = item
+                    yield item
             if final is None:
                 raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
             self._count_usage(final)
@@ -397,7 +465,6 @@ class CacheBackend:
             raise
         finally:
             self._release(request, key, fut, error)
-            await _aclose(inner)
 
 
 class _LeaderCancelled(ProviderTimeout):
@@ -435,12 +502,9 @@ def _fallback_request(request: Request, model: str) -> Request:
     return request.model_copy(update=update)
 
 
-class FallbackBackend:
+class FallbackBackend(WrapperBackend):
     """Try the request's model, then each of ``request.fallbacks``. The caller's own mistakes
     (bad config, missing key for *every* model) are not hidden: the last error is raised."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
 
     def _chain(self, request: Request) -> list[Request]:
         return [request] + [_fallback_request(request, m) for m in request.fallbacks]
@@ -459,17 +523,15 @@ class FallbackBackend:
         last: Exception | None = None
         for req in self._chain(request):
             started = False
-            inner = self.inner.stream(req)
             try:
-                async for item in inner:
-                    started = True
-                    yield item
+                async with aclosing(self.inner.stream(req)) as inner:
+                    async for item in inner:
+                        started = True
+                        yield item
                 return
             except (ProviderError, UserError) as exc:
                 if started:
                     raise
                 last = exc
-            finally:
-                await _aclose(inner)
         assert last is not None
         raise last

@@ -91,3 +91,26 @@ def test_importing_newsdesk_does_not_import_litellm() -> None:
     code = "import newsdesk, sys; assert 'litellm' not in sys.modules and 'llama_cpp' not in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_drawn_exception_tree_is_the_class_tree() -> None:
+    """The tree drawn in ``_exceptions``' docstring says the truth about each class's parent."""
+    import re
+
+    import newsdesk._exceptions as ex
+
+    assert ex.__doc__ is not None
+    parents: list[str] = []  # the chain of names above the current line, by depth
+    drawn = 0
+    for line in ex.__doc__.splitlines():
+        match = re.match(r"^    ((?:[│ ]   )*(?:[├└]── )?)([A-Z]\w+)\b", line)
+        if match is None:
+            continue
+        depth = len(match.group(1)) // 4
+        name = match.group(2)
+        cls = getattr(ex, name)
+        if depth:
+            assert cls.__bases__[0] is getattr(ex, parents[depth - 1]), name
+        parents[depth:] = [name]
+        drawn += 1
+    assert drawn == len(ex.__all__)

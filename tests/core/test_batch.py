@@ -12,7 +12,7 @@ import time
 import pytest
 
 from newsdesk import Gateway, Limits, ProviderTimeout, ProviderUnavailable, Request, RetryPolicy
-from newsdesk._response import Completion
+from newsdesk.testing import FunctionBackend
 from tests.servers.plugin import OpenAIServerHandle
 
 pytestmark = pytest.mark.usefixtures("no_blocking")
@@ -54,15 +54,10 @@ async def test_one_failure_does_not_stop_the_others(
 
 
 async def test_a_bug_below_is_an_outcome_not_a_crash() -> None:
-    class Broken:
-        async def complete(self, request: Request) -> Completion:
-            raise KeyError("oops")
+    def broken(request: Request) -> str:
+        raise KeyError("oops")
 
-        async def stream(self, request: Request):  # type: ignore[no-untyped-def]
-            raise KeyError("oops")
-            yield  # pragma: no cover
-
-    gw = Gateway(cache="off", backend=Broken(), retry=RetryPolicy(base_delay=0))
+    gw = Gateway(cache="off", backend=FunctionBackend(broken), retry=RetryPolicy(base_delay=0))
     reqs = [
         Request(model="openai/x", messages=[{"role": "user", "content": str(i)}]) for i in range(3)
     ]
@@ -98,19 +93,16 @@ async def test_concurrency_pays_off(openai_server: OpenAIServerHandle, make_requ
 
 
 async def test_rpm_limit_slows_a_burst() -> None:
-    class Instant:
-        calls: list[float] = []
+    calls: list[float] = []
 
-        async def complete(self, request: Request) -> Completion:
-            self.calls.append(time.perf_counter())
-            return Completion(text="ok", model=request.model)
+    def instant(request: Request) -> str:
+        calls.append(time.perf_counter())
+        return "ok"
 
-        async def stream(self, request: Request):  # type: ignore[no-untyped-def]
-            yield await self.complete(request)
-
-    backend = Instant()
     # a leaky bucket of 60/min: a burst of 60 passes, then one a second
-    gw = Gateway(cache="off", limits=Limits(concurrency=100, rpm=60), backend=backend)
+    gw = Gateway(
+        cache="off", limits=Limits(concurrency=100, rpm=60), backend=FunctionBackend(instant)
+    )
     reqs = [
         Request(model="openai/x", messages=[{"role": "user", "content": str(i)}]) for i in range(62)
     ]
@@ -119,7 +111,7 @@ async def test_rpm_limit_slows_a_burst() -> None:
     wall = time.perf_counter() - t0
     assert all(o.ok for o in outcomes)
     assert wall >= 1.5, wall  # the last two waited for the bucket to drain
-    assert sum(1 for c in backend.calls if c - t0 < 0.5) <= 60
+    assert sum(1 for c in calls if c - t0 < 0.5) <= 60
 
 
 async def test_deadline_reports_the_rest_once_and_leaves_no_task(

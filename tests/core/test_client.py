@@ -1,4 +1,5 @@
-"""The README shape (stream with a structured answer) and sync/async parity of LiteLLMClient."""
+"""The README shape (stream with a structured answer) and the sync client in odd places
+(parity of every sync API with its async twin: test_parity.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 import newsdesk._client
-from newsdesk import Chunk, Gateway, LiteLLMClient, Request, Response
+from newsdesk import Chunk, Gateway, LiteLLMClient, Request
 from tests.core.conftest import KEY, MODEL
 from tests.servers.plugin import OpenAIServerHandle
 
@@ -89,41 +90,6 @@ def test_readme_snippet_against_embedded_model(fresh_default_gateway: None) -> N
     chunks = list(LiteLLMClient(req).stream_response())
     restarts = [i for i, c in enumerate(chunks) if c.restart]
     _check_structured_stream(chunks[restarts[-1] + 1 :] if restarts else chunks, Mood)
-
-
-async def test_sync_async_parity(openai_server: OpenAIServerHandle, make_request) -> None:  # type: ignore[no-untyped-def]
-    # cache off: each of the four ways really calls the provider
-    req = make_request("parity please [[reply:one two three four five six seven]]", cache="off")
-    gw = Gateway(cache="off")
-    client = LiteLLMClient(req, gw)
-    sync_resp = client.response()
-    async_resp = await client.aresponse()
-    sync_chunks = list(client.stream_response())
-    async_chunks = [c async for c in client.astream_response()]
-
-    for r in (sync_resp, async_resp):
-        assert isinstance(r, Response)
-        assert r.text == "one two three four five six seven" and r.value == r.text
-        assert not r.cached and r.attempts == 1
-    assert [c.content for c in sync_chunks] == [c.content for c in async_chunks]
-    assert len(sync_chunks) >= 7  # one word a chunk, plus the final one
-    for chunks in (sync_chunks, async_chunks):
-        assert chunks[-1].done and chunks[-1].response is not None
-        assert chunks[-1].response.text == sync_resp.text
-        assert "".join(c.content for c in chunks) == sync_resp.text
-    assert openai_server.stats()["calls"] == 4
-
-
-async def test_sync_async_parity_structured(
-    openai_server: OpenAIServerHandle, make_request
-) -> None:  # type: ignore[no-untyped-def]
-    req = make_request("structured parity", answer_model=Answer, cache="off")
-    client = LiteLLMClient(req, Gateway(cache="off"))
-    values = [client.response().value, (await client.aresponse()).value]
-    values.append(list(client.stream_response())[-1].partial)
-    values.append([c async for c in client.astream_response()][-1].partial)
-    assert all(isinstance(v, Answer) for v in values)
-    assert values[0] == values[1] == values[2] == values[3]
 
 
 def test_sync_client_works_inside_running_loop(

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import threading
 import weakref
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,7 +37,9 @@ class CacheStore(Protocol):
 
     async def clear(self) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the store holds. A store that holds connections of an event loop may
+        also have ``async aclose()``, which ``Gateway.aclose`` prefers."""
 
 
 class MemoryStore:
@@ -100,7 +104,7 @@ class DiskStore:
 
     def get_nowait(self, key: str) -> bytes | None:
         value = self._cache.get(key)
-        if value is None:
+        if not isinstance(value, bytes):  # None: a miss (anything else was not written here)
             self.stats.misses += 1
             return None
         self.stats.hits += 1
@@ -157,7 +161,7 @@ class RedisStore:
             # carry on uncached.
             self.stats.errors += 1
             return None
-        if value is None:
+        if not isinstance(value, bytes):
             self.stats.misses += 1
             return None
         self.stats.hits += 1
@@ -175,8 +179,49 @@ class RedisStore:
         async for key in client.scan_iter(match=KEY_PREFIX + "*"):
             await client.delete(key)
 
+    async def aclose(self) -> None:
+        """Close every connection: this loop's here; another loop's on that loop (not waited for)."""
+        here = asyncio.get_running_loop()
+        clients, self._clients = list(self._clients.items()), weakref.WeakKeyDictionary()
+        for loop, client in clients:
+            if loop is here:
+                with contextlib.suppress(Exception):  # closing a broken connection: nothing to keep
+                    await client.aclose()
+            else:
+                _close_on(loop, client)
+
     def close(self) -> None:
-        self._clients.clear()
+        """``aclose`` for sync code: each loop's connections are closed on that loop."""
+        clients, self._clients = list(self._clients.items()), weakref.WeakKeyDictionary()
+        for loop, client in clients:
+            _close_on(loop, client)
+
+
+async def _quietly(close: Coroutine[Any, Any, Any]) -> None:
+    with contextlib.suppress(Exception):
+        await close
+
+
+_closing: set[Any] = set()  # close tasks in flight: the loop keeps only weak references to tasks
+
+
+def _close_on(loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    """Close a redis.asyncio client on the loop its connections belong to, without blocking."""
+    if loop.is_closed():
+        return  # its connections went with it
+    if not loop.is_running():
+        loop.run_until_complete(_quietly(client.aclose()))
+        return
+    try:
+        same_thread = asyncio.get_running_loop() is loop
+    except RuntimeError:
+        same_thread = False
+    if same_thread:  # sync close() called from async code: let the loop do it next
+        task = loop.create_task(_quietly(client.aclose()))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+    else:
+        asyncio.run_coroutine_threadsafe(_quietly(client.aclose()), loop)
 
 
 class LayeredStore:
@@ -208,6 +253,11 @@ class LayeredStore:
     async def clear(self) -> None:
         await self.front.clear()
         await self.back.clear()
+
+    async def aclose(self) -> None:
+        from newsdesk._concurrency import aclose
+
+        await aclose(self.back)
 
     def close(self) -> None:
         self.back.close()

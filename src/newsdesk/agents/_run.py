@@ -13,17 +13,17 @@ concurrent runs of the *same instance* wait for each other. For parallel runs, g
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from newsdesk._concurrency import TaskBatch, aclosing, acquire, iterate_in_thread
 from newsdesk._exceptions import NewsdeskError
-from newsdesk.agents._bridge import RunScope, enter_scope, exit_scope, in_thread
+from newsdesk.agents._bridge import RunScope, enter_scope, exit_scope
 
 try:
     from smolagents import MultiStepAgent
@@ -182,26 +182,17 @@ async def _events(
     agent: MultiStepAgent, task: str, *, max_steps: int | None = None
 ) -> AsyncIterator[AgentEvent]:
     """Run ``agent`` on ``task`` in a worker thread; yield its events; raise what the run raised."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
-    scope = RunScope(loop=loop)
+    scope = RunScope(loop=asyncio.get_running_loop())
     lock = _lock_for(agent)
-    delay = 0.005
-    while not lock.acquire(blocking=False):  # another run of this instance: wait without a thread
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    await acquire(lock, first=0.005, most=0.1)  # another run of this instance: wait, no thread
 
-    def emit(ev: AgentEvent) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-            loop.call_soon_threadsafe(queue.put_nowait, ev)
-
-    def work() -> None:
+    def steps() -> Iterator[AgentEvent]:  # runs in the agent's thread, which releases the lock
         token = enter_scope(scope)
         try:
+            if scope.cancelled:
+                return
             last: Any = None
             for item in agent.run(task, stream=True, max_steps=max_steps, reset=True):
-                if scope.cancelled:
-                    agent.interrupt()
                 if item is last:  # smolagents yields the last step twice when max_steps runs out
                     continue
                 if isinstance(item, (ActionStep, PlanningStep, FinalAnswerStep)):
@@ -211,38 +202,23 @@ async def _events(
                     step = max(1, step - 1)  # the counter has moved past the last step by now
                 ev = to_event(item, step)
                 if ev is not None:
-                    emit(ev)
+                    yield ev
         finally:
             exit_scope(token)
             lock.release()
 
-    try:
-        runner = asyncio.ensure_future(in_thread(work))
-    except BaseException:
-        lock.release()
-        raise
-    getter: asyncio.Task[AgentEvent] | None = None
-    try:
-        while True:
-            getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                yield getter.result()
-                continue
-            getter.cancel()
-            while not queue.empty():
-                yield queue.get_nowait()
-            runner.result()  # raises what the run raised
-            return
-    finally:
-        if getter is not None and not getter.done():
-            getter.cancel()
-        if not runner.done():
-            # Cancelled, deadline, or the consumer stopped listening: stop the agent at its next
-            # step and cancel its tool calls. Its thread ends on its own; nobody waits for it.
-            scope.cancel()
-            agent.interrupt()
-            runner.cancel()
+    def stop() -> None:
+        # Cancelled, deadline, or the consumer stopped listening: stop the agent at its next
+        # step and cancel its tool calls. Its thread ends on its own; nobody waits for it.
+        scope.cancel()
+        agent.interrupt()
+
+    # No await between taking the lock and starting the thread that releases it.
+    async with aclosing(
+        iterate_in_thread(steps, stop=stop, wait=False, name="newsdesk-agent")
+    ) as events:
+        async for ev in events:
+            yield ev
 
 
 async def astream_agent(
@@ -327,7 +303,7 @@ class AgentOutcome:
         return self.output
 
 
-class AgentBatch:
+class AgentBatch(TaskBatch[str, AgentOutcome]):
     """Async iterator of ``AgentOutcome``s in completion order; ``await batch.gather()`` gives
     them in task order. One failed run never stops the others; the deadline stops those still
     running and reports each of them (and those never started) once, as ``AgentTimeout``.
@@ -350,26 +326,22 @@ class AgentBatch:
                 "run_agents needs a factory (a callable returning a new agent), not an agent: "
                 "one instance cannot run several tasks at once"
             )
-        self.tasks = list(tasks)
+        super().__init__(tasks, deadline=deadline)
+        self.tasks = self.items
         self.factory = factory
         self.max_concurrency = max_concurrency
-        self.deadline = deadline
         self.max_steps = max_steps
         self.on_event = on_event
-        self.wall = 0.0
-        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._sem: asyncio.Semaphore | None = None
         self._cancelled: set[int] = set()
 
-    def __aiter__(self) -> AsyncIterator[AgentOutcome]:
-        return self._run()
-
-    async def _one(
-        self, index: int, task: str, sem: asyncio.Semaphore, queue: asyncio.Queue[AgentOutcome]
-    ) -> None:
+    async def _one(self, index: int, task: str) -> AgentOutcome:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.max_concurrency)
         t0 = time.perf_counter()
         outcome = AgentOutcome(index, task)
         try:
-            async with sem:
+            async with self._sem:
                 t0 = time.perf_counter()
                 agent = outcome.agent = _agent_of(self.factory)
                 async for ev in _events(agent, task, max_steps=self.max_steps):
@@ -390,69 +362,22 @@ class AgentBatch:
             outcome.error = exc
             outcome.output = None
         outcome.latency = time.perf_counter() - t0
-        queue.put_nowait(outcome)
+        return outcome
+
+    def _missing(self, index: int, task: str, reason: BaseException) -> AgentOutcome:
+        if isinstance(reason, TimeoutError):
+            error: NewsdeskError = AgentTimeout(
+                f"the deadline of {self.deadline:g} s passed before this run finished"
+            )
+        else:  # cancelled before it started
+            error = AgentCancelled("the run was cancelled")
+        return AgentOutcome(index, task, error=error, latency=self._elapsed())
 
     def cancel(self, index: int | None = None) -> None:
         """Stop one run (by task index), or every run not finished yet; each is reported once,
         with ``AgentCancelled``. A running agent stops at its next step."""
-        for i in range(len(self.tasks)) if index is None else [index]:
-            task = self._tasks.get(i)
-            if task is not None and not task.done():
-                self._cancelled.add(i)
-                task.cancel()
-
-    async def _run(self) -> AsyncIterator[AgentOutcome]:
-        started = time.perf_counter()
-        queue: asyncio.Queue[AgentOutcome] = asyncio.Queue()
-        sem = asyncio.Semaphore(self.max_concurrency)
-        tasks = [asyncio.create_task(self._one(i, t, sem, queue)) for i, t in enumerate(self.tasks)]
-        self._tasks = dict(enumerate(tasks))
-        reported: set[int] = set()
-        try:
-            while len(reported) < len(tasks):
-                timeout = (
-                    None
-                    if self.deadline is None
-                    else self.deadline - (time.perf_counter() - started)
-                )
-                try:
-                    if timeout is not None and timeout <= 0:
-                        raise TimeoutError
-                    outcome = await asyncio.wait_for(queue.get(), timeout)
-                except TimeoutError:
-                    break
-                reported.add(outcome.index)
-                self.wall = time.perf_counter() - started
-                yield outcome
-            else:
-                return
-            # The deadline passed: stop the rest, then report each unfinished task once.
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            while not queue.empty():  # finished just in time
-                outcome = queue.get_nowait()
-                if outcome.index not in reported:
-                    reported.add(outcome.index)
-                    yield outcome
-            for i, task in enumerate(self.tasks):
-                if i not in reported:
-                    reported.add(i)
-                    err = AgentTimeout(
-                        f"the deadline of {self.deadline:g} s passed before this run finished"
-                    )
-                    yield AgentOutcome(i, task, error=err, latency=time.perf_counter() - started)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.wall = time.perf_counter() - started
-
-    async def gather(self) -> list[AgentOutcome]:
-        out: list[AgentOutcome | None] = [None] * len(self.tasks)
-        async for o in self:
-            out[o.index] = o
-        return [o for o in out if o is not None]
+        self._cancelled.update(range(len(self.tasks)) if index is None else [index])
+        super().cancel(index)
 
 
 def run_agents(
