@@ -104,9 +104,7 @@ async def test_redirect_to_a_private_address_is_refused(feed_server: FeedServer)
         return ip == only_first
 
     target = f"http://127.0.0.2:{port}/feeds/rss"
-    reason = await fetch_error(
-        f"{feed_server.url}/redirect-to?url={target}", address_check=allowed
-    )
+    reason = await fetch_error(f"{feed_server.url}/redirect-to?url={target}", address_check=allowed)
     assert reason == REFUSED_PRIVATE
     # ... while a redirect that stays on the allowed address is followed.
     async with Fetcher(address_check=allowed, **FAST) as f:  # type: ignore[arg-type]
@@ -128,7 +126,8 @@ async def test_process_default_refusal(feed_server: FeedServer) -> None:
 
 
 @pytest.mark.parametrize(
-    "link", ["http/../../x.html", "/etc/passwd", "file:///etc/passwd", "ftp://example.com/a", "x.html"]
+    "link",
+    ["http/../../x.html", "/etc/passwd", "file:///etc/passwd", "ftp://example.com/a", "x.html"],
 )
 async def test_full_text_only_from_absolute_http_links(
     link: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -153,8 +152,18 @@ def _json_feed_with_surrogate() -> bytes:
         "version": "https://jsonfeed.org/version/1.1",
         "title": "Surrogates",
         "items": [
-            {"id": "1", "url": "https://s.test/1", "title": "Good one", "content_text": "Fine body."},
-            {"id": "2", "url": "https://s.test/2", "title": "Bad \ud800 title", "content_text": "x"},
+            {
+                "id": "1",
+                "url": "https://s.test/1",
+                "title": "Good one",
+                "content_text": "Fine body.",
+            },
+            {
+                "id": "2",
+                "url": "https://s.test/2",
+                "title": "Bad \ud800 title",
+                "content_text": "x",
+            },
             {"id": "3\udfff", "url": "https://s.test/3", "title": "Bad id", "content_text": "y"},
         ],
     }
@@ -230,7 +239,7 @@ RUSSIAN_TEXT = (
 
 def _russian_rss(declaration: str) -> bytes:
     return (
-        f"{declaration}<rss version=\"2.0\"><channel><title>Вести</title>"
+        f'{declaration}<rss version="2.0"><channel><title>Вести</title>'
         "<link>https://enc.test/</link><description>Новости города</description>"
         f"<item><title>{RUSSIAN_TITLE}</title><link>https://enc.test/1</link>"
         f"<description>{RUSSIAN_TEXT}</description></item></channel></rss>"

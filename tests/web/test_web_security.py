@@ -48,9 +48,7 @@ def allowed() -> Iterator[OpenAIServerHandle]:
 
 
 @pytest.fixture(scope="module")
-def app(
-    openai_server_proc: OpenAIServerHandle, allowed: OpenAIServerHandle
-) -> Iterator[WebServer]:
+def app(openai_server_proc: OpenAIServerHandle, allowed: OpenAIServerHandle) -> Iterator[WebServer]:
     with start_web(
         openai_server_proc.url,
         "--allow-api-base",
@@ -100,18 +98,22 @@ def test_news_tab_sends_no_server_key_to_a_user_base(
     app: WebServer, evil: OpenAIServerHandle
 ) -> None:
     evil.reset()
-    out = login(app).submit(
-        api_name="/news_run",
-        demo_sel=["Harbor City Herald"],
-        urls_text="",
-        uploaded=None,
-        api_base=evil.url,
-        max_articles=2,
-        conc=1,
-        want_digest=False,
-        want_reanalyze=True,
-        want_embeddings=False,
-    ).result(timeout=120)
+    out = (
+        login(app)
+        .submit(
+            api_name="/news_run",
+            demo_sel=["Harbor City Herald"],
+            urls_text="",
+            uploaded=None,
+            api_base=evil.url,
+            max_articles=2,
+            conc=1,
+            want_digest=False,
+            want_reanalyze=True,
+            want_embeddings=False,
+        )
+        .result(timeout=120)
+    )
     assert "Analyzed" in out[0]
     seen = keys_seen(evil)
     assert seen and set(seen) == {sha(NO_SERVER_KEY)}
@@ -133,17 +135,21 @@ def test_news_tab_refuses_private_addresses_alike(
     app: WebServer, feed_server: Any, closed_port_url: str
 ) -> None:
     before = feed_server.hits("/feeds/rss?k=web-ssrf")
-    out = login(app).submit(
-        api_name="/news_run",
-        demo_sel=[],
-        urls_text=f"{feed_server.url}/feeds/rss?k=web-ssrf\n{closed_port_url}",
-        uploaded=None,
-        max_articles=0,
-        conc=1,
-        want_digest=False,
-        want_reanalyze=True,
-        want_embeddings=False,
-    ).result(timeout=60)
+    out = (
+        login(app)
+        .submit(
+            api_name="/news_run",
+            demo_sel=[],
+            urls_text=f"{feed_server.url}/feeds/rss?k=web-ssrf\n{closed_port_url}",
+            uploaded=None,
+            max_articles=0,
+            conc=1,
+            want_digest=False,
+            want_reanalyze=True,
+            want_embeddings=False,
+        )
+        .result(timeout=60)
+    )
     status = out[0]
     # Both sources fail with the same words: an open port looks like a closed one.
     assert status.count("refused: private address") == 2, status

@@ -69,8 +69,25 @@ _ENCODING_BOZO = ("CharacterEncodingOverride", "CharacterEncodingUnknown")
 _XML_DECL = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*)([\"'])[^\"']*\2", re.IGNORECASE)
 
 
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def _fix_char_refs(data: bytes) -> bytes:
+    """Character references to no character (a lone surrogate ``&#xD800;``, ``&#0;``, beyond
+    U+10FFFF) become U+FFFD: feedparser's lenient parser crashes on them, losing the whole feed."""
+
+    def fix(m: re.Match[bytes]) -> bytes:
+        code = int(m.group(1), 16) if m.group(1) else int(m.group(2))
+        if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+            return b"&#xFFFD;"
+        return m.group(0)
+
+    return _CHAR_REF.sub(fix, data) if b"&#" in data else data
+
+
 def _parse_xml_feed(data: bytes, source: Source, content_type: str | None) -> ParsedFeed:
     warnings: list[str] = []
+    data = _fix_char_refs(data)
     parsed = _feedparse(data, source, content_type)
     exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
     exc_name = type(exc).__name__ if exc is not None else ""
@@ -138,8 +155,13 @@ def _feedparse(data: bytes, source: Source, content_type: str | None) -> Any:
 
 
 # Friendlier names for what the detector reports (Python codec names).
-_ENCODING_NAMES = {"koi8_r": "KOI8-R", "koi8_u": "KOI8-U", "iso8859_5": "ISO-8859-5",
-                   "mac_cyrillic": "mac-cyrillic", "cp866": "cp866"}
+_ENCODING_NAMES = {
+    "koi8_r": "KOI8-R",
+    "koi8_u": "KOI8-U",
+    "iso8859_5": "ISO-8859-5",
+    "mac_cyrillic": "mac-cyrillic",
+    "cp866": "cp866",
+}
 
 
 def _redecode(data: bytes) -> tuple[bytes, str] | None:
@@ -362,9 +384,7 @@ def _parse_json_feed(data: bytes, source: Source) -> ParsedFeed:
             continue
         # JSON Feed 1.0 allowed numeric ids; 1.1 says string. Accept both.
         raw_id = item.get("id")
-        guid = (
-            clean_text(str(raw_id)).strip() or None if isinstance(raw_id, (str, int)) else None
-        )
+        guid = clean_text(str(raw_id)).strip() or None if isinstance(raw_id, (str, int)) else None
         url = clean_text(_str(item.get("url")) or _str(item.get("external_url"))).strip()
         published, date_ok = _iso_date(item.get("date_published") or item.get("date_modified"))
         if not date_ok:

@@ -193,7 +193,7 @@ class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         self,
         host: str,
         port: int,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
@@ -224,7 +224,10 @@ class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         raise last
 
     async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
         raise _Fatal(REFUSED_PRIVATE)
 
@@ -345,7 +348,9 @@ class Fetcher:
         ``http/../../x.html`` must never be read as a local file and sent to a provider."""
         parts = urlsplit(url.strip())
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise SourceError(url, "not fetching full text: the link is not an absolute http(s) URL")
+            raise SourceError(
+                url, "not fetching full text: the link is not an absolute http(s) URL"
+            )
         try:
             import trafilatura
         except ImportError:
