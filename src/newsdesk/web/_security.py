@@ -101,10 +101,13 @@ class KeyGuardBackend:
     def _guard(self, request: Request) -> Request:
         if request.api_key is not None or request.model.startswith("local/"):
             return request
+        from pydantic import SecretStr
+
         key = self.policy.api_key_for(request.api_base)
         if key is None:
             return request
-        return request.model_copy(update={"api_key": key})
+        # model_copy does not validate: hand it the SecretStr the field holds.
+        return request.model_copy(update={"api_key": SecretStr(key)})
 
     async def complete(self, request: Request) -> Completion:
         return await self.inner.complete(self._guard(request))
