@@ -189,6 +189,8 @@ def _chat_request(
     max_tokens: int | None,
     temperature: float | None,
 ) -> Any:
+    from pydantic import SecretStr
+
     from newsdesk._request import Message, Request
 
     messages = [Message(role="system", content=system)] if system and system.strip() else []
@@ -200,7 +202,7 @@ def _chat_request(
     return Request(
         model=model,
         api_base=api_base,
-        api_key=api_key,
+        api_key=SecretStr(api_key) if api_key else None,
         messages=messages,
         max_tokens=max_tokens,
         temperature=temperature,
