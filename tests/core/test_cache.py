@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -384,6 +385,83 @@ async def test_redis_down_calls_still_work(openai_server: OpenAIServerHandle, ma
     assert openai_server.stats()["calls"] == 3
     assert store.stats.errors >= 4
     gw.close()
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[str]:
+    """A TCP listener that accepts connections and never answers: a hung Redis."""
+    import socket
+    import threading
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)  # read nothing, answer nothing
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+async def test_hung_redis_costs_one_short_timeout_then_is_skipped(
+    openai_server: OpenAIServerHandle,
+    make_request,  # type: ignore[no-untyped-def]
+    hung_redis: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    store = RedisStore(hung_redis, timeout=0.3, cooldown=60)
+    gw = Gateway(cache=store)
+    t0 = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="newsdesk.cache"):
+        texts = [(await gw.complete(make_request(f"hung redis {i}"))).text for i in range(10)]
+    elapsed = time.perf_counter() - t0
+    assert texts == [f"Echo: hung redis {i}" for i in range(10)]
+    # One timed-out get opens the breaker; the other 19 operations skip Redis at once. Before the
+    # breaker, each of the 20 operations waited for the socket timeout.
+    assert elapsed < 0.3 * 3 + 3.0, elapsed
+    assert not store.available
+    warnings = [r.getMessage() for r in caplog.records if r.name == "newsdesk.cache"]
+    assert len(warnings) == 1
+    assert "Redis cache" in warnings[0] and "unavailable" in warnings[0]
+    assert "carrying on" in warnings[0]
+    gw.close()
+
+
+async def test_redis_breaker_closes_again_after_cooldown(redis_url: str) -> None:
+    store = RedisStore(redis_url, timeout=0.5, cooldown=0.2)
+    store._failed(TimeoutError())  # as if the last operation had timed out
+    assert not store.available and await store.get("k") is None
+    await asyncio.sleep(0.25)
+    await store.set("k", b"v")
+    assert await store.get("k") == b"v"
+
+
+def test_redis_url_password_is_not_logged() -> None:
+    from newsdesk._cache._stores import _redacted
+
+    assert _redacted("redis://:hunter2@cache.local:6380/0") == "redis://:***@cache.local:6380/0"
+    assert "hunter2" not in _redacted("redis://user:hunter2@h/0")
+    assert _redacted("redis://h:6379/0") == "redis://h:6379/0"
 
 
 async def test_redis_down_behind_memory_still_caches_in_process(

@@ -24,6 +24,7 @@ Routes
     /huge                10 MB (Content-Length set); /huge?chunked=1 streams without one
     /redirect-loop       302 -> /redirect-loop-b -> 302 -> /redirect-loop ...
     /redirect-once       302 -> /feeds/rss
+    /redirect-to?url=U   302 -> U (any address: for the private-address checks)
     /empty               a valid RSS feed with no items
     /not-a-feed          an HTML page
     /xss                 RSS with <script> in titles and bodies and an onerror= img
@@ -318,6 +319,9 @@ def _build_app(state: _State) -> Any:
     async def redirect_once(request: Request) -> Response:
         return RedirectResponse("/feeds/rss", status_code=302)
 
+    async def redirect_to(request: Request) -> Response:
+        return RedirectResponse(request.query_params.get("url", "/"), status_code=302)
+
     async def empty(request: Request) -> Response:
         return Response(EMPTY_RSS, media_type=RSS_TYPE)
 
@@ -346,6 +350,7 @@ def _build_app(state: _State) -> Any:
             Route("/redirect-loop", redirect_loop),
             Route("/redirect-loop-b", redirect_loop_b),
             Route("/redirect-once", redirect_once),
+            Route("/redirect-to", redirect_to),
             Route("/empty", empty),
             Route("/not-a-feed", not_a_feed),
             Route("/xss", xss),

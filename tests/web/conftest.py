@@ -48,7 +48,14 @@ class WebServer:
 
 
 @contextlib.contextmanager
-def start_web(api_base: str, *extra: str) -> Iterator[WebServer]:
+def start_web(
+    api_base: str,
+    *extra: str,
+    allow_private: bool = True,
+    env_overrides: dict[str, str] | None = None,
+) -> Iterator[WebServer]:
+    """``newsdesk web`` in a subprocess. ``allow_private``: pass ``--allow-private-sources``
+    (the tests' feeds are served from 127.0.0.1, which the app refuses by default)."""
     home = Path(tempfile.mkdtemp(prefix="newsdesk-web-home-"))
     port = free_port()
     log = home / "server.log"
@@ -61,6 +68,8 @@ def start_web(api_base: str, *extra: str) -> Iterator[WebServer]:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "PYTHONUNBUFFERED": "1",
+        **(env_overrides or {}),
     }
     cmd = [
         str(NEWSDESK),
@@ -73,6 +82,7 @@ def start_web(api_base: str, *extra: str) -> Iterator[WebServer]:
         api_base,
         "--cache",
         "off",
+        *(["--allow-private-sources"] if allow_private else []),
         *extra,
     ]
     with log.open("wb") as fh:

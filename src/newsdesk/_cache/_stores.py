@@ -3,7 +3,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import threading
+import time
 import weakref
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any, Protocol
 from newsdesk._exceptions import ConfigError
 
 KEY_PREFIX = "newsdesk:v1:"
+log = logging.getLogger("newsdesk.cache")
 
 
 def cache_key(identity: str) -> str:
@@ -126,11 +129,17 @@ class DiskStore:
 
 
 class RedisStore:
-    """Shared cache in Redis (redis-py asyncio), so several processes and machines pay once."""
+    """Shared cache in Redis (redis-py asyncio), so several processes and machines pay once.
+
+    A cache must never cost more than it saves: each operation gets ``timeout`` seconds (a
+    Redis that accepts connections and never answers would otherwise stall every call), and
+    after a failure a circuit breaker skips Redis for ``cooldown`` seconds, then tries again.
+    The first failure is logged once (one line on stderr by default); the run carries on uncached.
+    """
 
     name = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = 0.5, cooldown: float = 30.0) -> None:
         import redis.asyncio as aioredis
 
         self.url = url
@@ -138,9 +147,13 @@ class RedisStore:
             aioredis.connection.parse_url(url)
         except ValueError as exc:
             raise ConfigError(f"bad Redis URL {url!r}: {exc}") from exc
+        self.timeout = timeout
+        self.cooldown = cooldown
         # Keyed by the loop itself, not id(loop): a new loop can reuse a dead one's id.
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self.stats = CacheStats()
+        self._open_until = 0.0  # monotonic time until which Redis is skipped
+        self._warned = False
 
     def _client(self) -> Any:
         # redis.asyncio connections belong to one event loop; keep a client per loop.
@@ -149,17 +162,42 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=3, socket_timeout=5)
+            client = aioredis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=self.timeout,
+                socket_timeout=self.timeout,
+            )
             self._clients[loop] = client
         return client
 
+    @property
+    def available(self) -> bool:
+        """False while the circuit breaker is open (Redis failed less than ``cooldown`` ago)."""
+        return time.monotonic() >= self._open_until
+
+    def _failed(self, exc: BaseException) -> None:
+        self.stats.errors += 1
+        self._open_until = time.monotonic() + self.cooldown
+        if not self._warned:
+            self._warned = True
+            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            log.warning(
+                "newsdesk: the Redis cache at %s is unavailable (%s); carrying on without it",
+                _redacted(self.url),
+                reason,
+            )
+
     async def get(self, key: str) -> bytes | None:
-        try:
-            value = await self._client().get(key)
-        except Exception:
-            # A cache that is down (or broken in any way) must not fail the call: count it and
-            # carry on uncached.
+        if not self.available:
             self.stats.errors += 1
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                value = await self._client().get(key)
+        except Exception as exc:
+            # A cache that is down, hung or broken must not fail (or stall) the call: count it
+            # and carry on uncached.
+            self._failed(exc)
             return None
         if not isinstance(value, bytes):
             self.stats.misses += 1
@@ -168,11 +206,15 @@ class RedisStore:
         return value
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        try:
-            await self._client().set(key, value, px=max(1, int(ttl * 1000)) if ttl else None)
-            self.stats.writes += 1
-        except Exception:
+        if not self.available:
             self.stats.errors += 1
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._client().set(key, value, px=max(1, int(ttl * 1000)) if ttl else None)
+            self.stats.writes += 1
+        except Exception as exc:
+            self._failed(exc)
 
     async def clear(self) -> None:
         client = self._client()
@@ -222,6 +264,19 @@ def _close_on(loop: asyncio.AbstractEventLoop, client: Any) -> None:
         task.add_done_callback(_closing.discard)
     else:
         asyncio.run_coroutine_threadsafe(_quietly(client.aclose()), loop)
+
+
+def _redacted(url: str) -> str:
+    """The Redis URL without its password (it may hold one: redis://:secret@host)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return parts._replace(netloc=f"{user}{host}{port}").geturl()
 
 
 class LayeredStore:

@@ -52,6 +52,22 @@ def web(
     store_path: Annotated[
         Path | None, typer.Option("--store", help="SQLite store file (default: user data dir).")
     ] = None,
+    allow_api_base: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-api-base",
+            help="Another API base that may receive this server's API keys (repeatable). "
+            "Bases web users type get no server key.",
+        ),
+    ] = None,
+    allow_private_sources: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-sources",
+            help="Let web users fetch feeds from loopback/private/link-local addresses "
+            "(refused by default: they would reach this server's own network).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the web app: chat with streaming replies, live news analysis with charts, history."""
     from newsdesk.cli._news_run import err
@@ -75,4 +91,6 @@ def web(
         store_path=store_path,
         cache=cache,
         quiet=True,
+        allow_api_bases=allow_api_base or (),
+        allow_private_sources=allow_private_sources,
     )

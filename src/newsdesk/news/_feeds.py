@@ -20,6 +20,7 @@ from newsdesk.news._models import Article, Source
 from newsdesk.news._normalize import (
     article_id,
     canonical_url,
+    clean_text,
     content_hash,
     guess_language,
     html_to_text,
@@ -68,19 +69,37 @@ _ENCODING_BOZO = ("CharacterEncodingOverride", "CharacterEncodingUnknown")
 _XML_DECL = re.compile(rb"^(\s*<\?xml[^>]*?encoding\s*=\s*)([\"'])[^\"']*\2", re.IGNORECASE)
 
 
+_CHAR_REF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def _fix_char_refs(data: bytes) -> bytes:
+    """Character references to no character (a lone surrogate ``&#xD800;``, ``&#0;``, beyond
+    U+10FFFF) become U+FFFD: feedparser's lenient parser crashes on them, losing the whole feed."""
+
+    def fix(m: re.Match[bytes]) -> bytes:
+        code = int(m.group(1), 16) if m.group(1) else int(m.group(2))
+        if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+            return b"&#xFFFD;"
+        return m.group(0)
+
+    return _CHAR_REF.sub(fix, data) if b"&#" in data else data
+
+
 def _parse_xml_feed(data: bytes, source: Source, content_type: str | None) -> ParsedFeed:
     warnings: list[str] = []
+    data = _fix_char_refs(data)
     parsed = _feedparse(data, source, content_type)
     exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
     exc_name = type(exc).__name__ if exc is not None else ""
 
     if exc_name in _ENCODING_BOZO:
-        # feedparser fell back to windows-1252, which turns cp1251 Russian into "Ïðèâåò".
-        # If the bytes read as real Cyrillic words, parse again with that encoding.
-        redecoded = _redecode_cyrillic(data)
+        # The declared (or assumed UTF-8) encoding did not fit the bytes and feedparser fell back
+        # to windows-1252, which turns Russian into "Ïðèâåò". Ask a detector what the bytes are.
+        redecoded = _redecode(data)
         if redecoded is not None:
-            parsed = _feedparse(redecoded, source, content_type)
-            warnings.append("declared encoding was wrong; read as windows-1251")
+            utf8, encoding = redecoded
+            parsed = _feedparse(utf8, source, _utf8_type(content_type))
+            warnings.append(f"encoding was missing or wrong; read as {encoding}")
         else:
             warnings.append(f"declared encoding was wrong; read as {parsed.get('encoding')}")
         exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
@@ -104,11 +123,15 @@ def _parse_xml_feed(data: bytes, source: Source, content_type: str | None) -> Pa
 
     feed_meta = parsed.get("feed") or {}
     feed_title = html_to_text(feed_meta.get("title")) or None
-    feed_lang = feed_meta.get("language") or None
+    feed_lang = clean_text(_str(feed_meta.get("language"))) or None
     result = ParsedFeed(warnings=warnings, title=feed_title, language=feed_lang)
     skipped = 0
     for entry in entries:
-        article = _article_from_entry(entry, source, feed_lang)
+        try:
+            article = _article_from_entry(entry, source, feed_lang)
+        except _UnusableItem as exc:
+            result.warnings.append(str(exc))
+            continue
         if article is None:
             skipped += 1
         else:
@@ -131,28 +154,46 @@ def _feedparse(data: bytes, source: Source, content_type: str | None) -> Any:
     return feedparser.parse(io.BytesIO(data), response_headers=headers, sanitize_html=False)
 
 
-def _redecode_cyrillic(data: bytes) -> bytes | None:
-    """The document re-encoded as UTF-8 if it reads as windows-1251 Russian, else None."""
+# Friendlier names for what the detector reports (Python codec names).
+_ENCODING_NAMES = {
+    "koi8_r": "KOI8-R",
+    "koi8_u": "KOI8-U",
+    "iso8859_5": "ISO-8859-5",
+    "mac_cyrillic": "mac-cyrillic",
+    "cp866": "cp866",
+}
+
+
+def _redecode(data: bytes) -> tuple[bytes, str] | None:
+    """(the document as UTF-8, the encoding's name) when a detector (charset-normalizer) reads
+    the bytes as text in a non-Latin script; None to keep feedparser's windows-1252 reading.
+
+    Latin-script guesses are left alone: windows-1252 already reads them nearly right, and a
+    detector choosing between Latin code pages on a short text is often wrong."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None or best.encoding in ("utf_8", "ascii"):
+        return None
     try:
-        text = data.decode("cp1251")
-    except UnicodeDecodeError:
+        text = data.decode(best.encoding)
+    except (UnicodeDecodeError, LookupError):
         return None
-    # Real cp1251 text has whole Cyrillic words; Latin text with accents ("café") decoded as
-    # cp1251 gives words mixing Latin and Cyrillic letters ("cafй").
-    pure = mixed = 0
-    for word in re.findall(r"[^\W\d_]+", text):
-        has_cyr = any("\u0400" <= ch <= "\u04ff" for ch in word)
-        if not has_cyr:
-            continue
-        if all("\u0400" <= ch <= "\u04ff" for ch in word):
-            pure += 1
-        else:
-            mixed += 1
-    if pure < 3 or pure < 4 * mixed:
+    letters = [ch for ch in text if ch.isalpha()]
+    foreign = sum(1 for ch in letters if ord(ch) >= 0x0370)  # Greek and later: not Latin
+    if not letters or foreign < 0.2 * len(letters):
         return None
+    name = _ENCODING_NAMES.get(best.encoding) or best.encoding.replace("cp125", "windows-125")
+    # The declaration still says whatever was wrong (or nothing); make it tell the truth.
     utf8 = text.encode("utf-8")
-    # The declaration still says whatever was wrong; make it tell the truth.
-    return _XML_DECL.sub(rb"\1\2utf-8\2", utf8, count=1)
+    return _XML_DECL.sub(rb"\1\2utf-8\2", utf8, count=1), name
+
+
+def _utf8_type(content_type: str | None) -> str | None:
+    """The Content-Type with any charset parameter dropped (the body is UTF-8 now)."""
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip() or None
 
 
 def _bozo_reason(exc: BaseException) -> str:
@@ -206,8 +247,8 @@ def _article_from_entry(entry: Any, source: Source, feed_lang: str | None) -> Ar
     text = _entry_body(entry)[:MAX_TEXT_CHARS]
     if not title and not text:
         return None
-    guid = (entry.get("id") or "").strip() or None
-    url = (entry.get("link") or "").strip()
+    guid = clean_text(_str(entry.get("id"))).strip() or None
+    url = clean_text(_str(entry.get("link"))).strip()
     if not url and guid and guid.startswith(("http://", "https://")):
         url = guid
     return _make_article(
@@ -218,11 +259,50 @@ def _article_from_entry(entry: Any, source: Source, feed_lang: str | None) -> Ar
         text=text,
         published=_struct_to_dt(entry.get("published_parsed") or entry.get("updated_parsed")),
         author=html_to_text(entry.get("author")) or None,
-        declared_lang=entry.get("language") or feed_lang,
+        declared_lang=clean_text(_str(entry.get("language"))) or feed_lang,
     )
 
 
+class _UnusableItem(Exception):
+    """One item that cannot become an article even after cleaning; the message names it."""
+
+
 def _make_article(
+    *,
+    source: Source,
+    guid: str | None,
+    url: str,
+    title: str,
+    text: str,
+    published: datetime | None,
+    author: str | None,
+    declared_lang: str | None,
+) -> Article:
+    """The article, checked to survive what comes next (JSON events, the store, a prompt).
+
+    Raises ``_UnusableItem`` instead of failing the whole feed: one bad item must not cost its
+    neighbours."""
+    try:
+        article = _build_article(
+            source=source,
+            guid=guid,
+            url=url,
+            title=title,
+            text=text,
+            published=published,
+            author=author,
+            declared_lang=declared_lang,
+        )
+        article.model_dump_json()  # what the store and the event stream will do with it
+    except (ValueError, TypeError, UnicodeError, OverflowError) as exc:
+        label = (title or guid or url or "?")[:60]
+        raise _UnusableItem(
+            f"skipped item {label!r}: unusable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+        ) from None
+    return article
+
+
+def _build_article(
     *,
     source: Source,
     guid: str | None,
@@ -286,7 +366,7 @@ def _parse_json_feed(data: bytes, source: Source) -> ParsedFeed:
     if not isinstance(items, list):
         raise SourceError(source.name, "not a feed: JSON Feed 'items' is not a list")
 
-    feed_lang = doc.get("language") if isinstance(doc.get("language"), str) else None
+    feed_lang = clean_text(_str(doc.get("language"))) or None
     result = ParsedFeed(title=html_to_text(_str(doc.get("title"))) or None, language=feed_lang)
     feed_author = _json_author(doc)
     skipped = bad = 0
@@ -304,16 +384,14 @@ def _parse_json_feed(data: bytes, source: Source) -> ParsedFeed:
             continue
         # JSON Feed 1.0 allowed numeric ids; 1.1 says string. Accept both.
         raw_id = item.get("id")
-        guid = (
-            str(raw_id).strip() if isinstance(raw_id, (str, int)) and str(raw_id).strip() else None
-        )
-        url = _str(item.get("url")).strip() or _str(item.get("external_url")).strip()
+        guid = clean_text(str(raw_id)).strip() or None if isinstance(raw_id, (str, int)) else None
+        url = clean_text(_str(item.get("url")) or _str(item.get("external_url"))).strip()
         published, date_ok = _iso_date(item.get("date_published") or item.get("date_modified"))
         if not date_ok:
             result.warnings.append(f"unreadable date in item {guid or url or title[:40]!r}")
-        item_lang = item.get("language") if isinstance(item.get("language"), str) else None
-        result.articles.append(
-            _make_article(
+        item_lang = clean_text(_str(item.get("language"))) or None
+        try:
+            article = _make_article(
                 source=source,
                 guid=guid,
                 url=url,
@@ -323,7 +401,10 @@ def _parse_json_feed(data: bytes, source: Source) -> ParsedFeed:
                 author=_json_author(item) or feed_author,
                 declared_lang=item_lang or feed_lang,
             )
-        )
+        except _UnusableItem as exc:
+            result.warnings.append(str(exc))
+            continue
+        result.articles.append(article)
     if skipped:
         result.warnings.append(f"skipped {skipped} entries with neither title nor text")
     if bad:

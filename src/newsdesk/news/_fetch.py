@@ -5,31 +5,47 @@ connect/read timeouts plus a total deadline (a body dripping one byte a second n
 read timeout), a body-size cap enforced while streaming, and a redirect cap. Transient
 failures (5xx, 429, dropped connections) are retried with exponential backoff and jitter,
 honouring ``Retry-After``. Every failure becomes a ``SourceError`` with a one-line reason.
+
+``allow_private=False`` (the web app's setting) refuses loopback, private, link-local and
+cloud-metadata addresses: the host name is resolved, every address checked, and the connection
+made to the checked address itself (so a DNS answer that changes between check and connect
+cannot slip through), for the first request and for every redirect hop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import ipaddress
 import random
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
+import httpcore
 import httpx
 
 from newsdesk._exceptions import MissingExtraError, SourceError
 from newsdesk.news._models import Source
 
-__all__ = ["Fetcher", "FetchResult", "Validators", "USER_AGENT"]
+__all__ = [
+    "Fetcher",
+    "FetchResult",
+    "Validators",
+    "USER_AGENT",
+    "REFUSED_PRIVATE",
+    "is_public_address",
+    "refuse_private_addresses",
+]
 
 
 def _version() -> str:
@@ -133,11 +149,108 @@ def _local_path(url: str) -> Path | None:
     return None
 
 
+# --- private addresses (SSRF) ------------------------------------------------------------------
+
+# One message whatever the port's state: a refusal must not tell a web user which ports are open.
+REFUSED_PRIVATE = "refused: private address (loopback, private network, link-local or metadata)"
+_allow_private_default = True
+
+
+def refuse_private_addresses(refuse: bool = True) -> None:
+    """Make Fetchers created from now on in this process refuse private addresses by default.
+
+    The web server calls this at start (unless the operator allowed private sources): fetchers
+    made deep inside a run then inherit the refusal. A ``Fetcher(allow_private=...)`` overrides it.
+    """
+    global _allow_private_default
+    _allow_private_default = not refuse
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for an address on the public internet; False for loopback, private ranges (RFC 1918,
+    fc00::/7), link-local (169.254/16: cloud metadata at 169.254.169.254), shared/CGNAT,
+    unspecified, reserved and multicast addresses."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv4 address wrapped in IPv6 (::ffff:127.0.0.1, 2002:7f00:1::) is judged as IPv4.
+        inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is not None:
+            return is_public_address(inner)
+    return ip.is_global and not ip.is_multicast
+
+
+_AddressCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]
+
+
+class _PublicOnlyBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, but every TCP connection goes to a resolved and checked
+    address. Checking here (not on the URL) covers every redirect hop and DNS rebinding alike."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, allowed: _AddressCheck) -> None:
+        self._inner = inner
+        self._allowed = allowed
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        # Any private answer refuses the host: a name that resolves to both is not trusted.
+        if not addresses or not all(
+            self._allowed(ipaddress.ip_address(a.split("%", 1)[0])) for a in addresses
+        ):
+            raise _Fatal(REFUSED_PRIVATE)
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise _Fatal(REFUSED_PRIVATE)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _checked_transport(limits: httpx.Limits, allowed: _AddressCheck) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    # httpx has no parameter for httpcore's network backend; the pool holds it in one attribute.
+    pool = transport._pool
+    pool._network_backend = _PublicOnlyBackend(pool._network_backend, allowed)
+    return transport
+
+
 class Fetcher:
     """Fetches sources concurrently within limits. Use as ``async with Fetcher() as f:``.
 
     ``timeout`` is the total deadline for one fetch including retries and waits; a source's own
-    ``timeout`` replaces it. ``attempts`` counts the first try.
+    ``timeout`` replaces it. ``attempts`` counts the first try. ``allow_private=False`` refuses
+    loopback/private/link-local/metadata addresses (default: allowed, unless the process called
+    ``refuse_private_addresses()``); ``address_check`` replaces the public-address test (an
+    address it returns False for is refused). Local files are read either way.
     """
 
     def __init__(
@@ -156,6 +269,8 @@ class Fetcher:
         retry_after_max: float = 60.0,
         user_agent: str = USER_AGENT,
         transport: httpx.AsyncBaseTransport | None = None,
+        allow_private: bool | None = None,
+        address_check: _AddressCheck | None = None,
     ) -> None:
         if concurrency < 1 or per_host < 1 or attempts < 1:
             raise ValueError("concurrency, per_host and attempts must be at least 1")
@@ -172,15 +287,23 @@ class Fetcher:
         self._per_host = per_host
         self._global = asyncio.Semaphore(concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        self.allow_private = _allow_private_default if allow_private is None else allow_private
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        if address_check is None and not self.allow_private:
+            address_check = is_public_address
+        if transport is None and address_check is not None:
+            transport = _checked_transport(limits, address_check)
         self._client = httpx.AsyncClient(
             follow_redirects=True,
             max_redirects=max_redirects,
             timeout=httpx.Timeout(
                 connect=connect_timeout, read=read_timeout, write=read_timeout, pool=None
             ),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            limits=limits,
             headers={"User-Agent": user_agent, "Accept": _ACCEPT},
             transport=transport,
+            # A proxy from the environment would resolve and connect for us, unchecked.
+            trust_env=address_check is None,
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -219,7 +342,15 @@ class Fetcher:
             raise SourceError(source.name, f"timed out after {_fmt_seconds(deadline)}") from None
 
     async def fetch_article_text(self, url: str) -> str:
-        """The main text of the web page at ``url`` (for ``--full-text``), via trafilatura."""
+        """The main text of the web page at ``url`` (for ``--full-text``), via trafilatura.
+
+        Only an absolute http(s) URL is fetched: an article link is feed content, and a link like
+        ``http/../../x.html`` must never be read as a local file and sent to a provider."""
+        parts = urlsplit(url.strip())
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise SourceError(
+                url, "not fetching full text: the link is not an absolute http(s) URL"
+            )
         try:
             import trafilatura
         except ImportError:

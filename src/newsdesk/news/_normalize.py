@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "canonical_url",
+    "clean_text",
     "html_to_text",
     "normalize_text",
     "content_hash",
@@ -157,6 +158,22 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+# Lone UTF-16 surrogates (a JSON "\ud800" escape, an XML "&#xD800;" reference) are not characters:
+# they cannot be encoded as UTF-8, so one of them would fail the store, the events and the prompt.
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+
+
+def clean_text(value: str | None) -> str:
+    """``value`` with lone surrogates replaced by U+FFFD and C0 controls (NUL...) removed.
+
+    Applied at the boundary to every string a feed gives, so everything downstream can encode it.
+    """
+    if not value:
+        return ""
+    value = _SURROGATES.sub("\ufffd", value)
+    return "".join(ch for ch in value if ch >= " " or ch in "\t\n\r")
+
+
 def html_to_text(html: str | None) -> str:
     """Plain text from untrusted HTML: no tags, no scripts, entities decoded, one space between words.
 
@@ -165,6 +182,7 @@ def html_to_text(html: str | None) -> str:
     """
     if not html:
         return ""
+    html = _SURROGATES.sub("\ufffd", html)
     parser = _TextExtractor()
     try:
         parser.feed(html)

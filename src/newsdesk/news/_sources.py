@@ -6,6 +6,7 @@ here is a ``ConfigError`` with one line saying which file and what is wrong.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from newsdesk.news._models import Source
 __all__ = ["resolve_sources", "load_sources_toml", "load_opml", "demo_sources", "DEMO_DIR"]
 
 DEMO_DIR = Path(__file__).parent / "demo"
+log = logging.getLogger("newsdesk.sources")
 _TOML_KEYS = frozenset({"name", "url", "category", "timeout", "max_articles"})
 
 
@@ -180,8 +182,13 @@ def _sniff_opml(path: Path) -> bool:
     return b"<opml" in head
 
 
-def load_opml(path: str | Path) -> list[Source]:
-    """Sources from every ``<outline xmlUrl=...>``; a parent outline's title becomes the category."""
+def load_opml(path: str | Path, *, warnings: list[str] | None = None) -> list[Source]:
+    """Sources from every ``<outline xmlUrl=...>``; a parent outline's title becomes the category.
+
+    An ``xmlUrl`` may be an http(s) URL, a ``file://`` URL or a path (relative paths are taken
+    from the OPML file's folder). Any other scheme (``ftp:``, ``gopher:``...) skips that entry
+    with a warning naming it: appended to ``warnings`` if given, else logged.
+    """
     path = Path(path).expanduser()
     raw = _read_small(path, "OPML file")
     try:
@@ -194,24 +201,54 @@ def load_opml(path: str | Path) -> list[Source]:
         raise ConfigError(f"{path}: not an OPML file (root element is <{root.tag}>)")
     body = root.find("body")
     sources: list[Source] = []
+    refused: list[str] = []
     if body is not None:
-        _walk_outlines(body, None, sources)
+        _walk_outlines(body, None, sources, path, refused)
+    for message in refused:
+        if warnings is not None:
+            warnings.append(message)
+        else:
+            log.warning("%s", message)
     if not sources:
+        if refused:
+            raise ConfigError(f"{path}: no usable feeds in the OPML file ({refused[0]})")
         raise ConfigError(f"{path}: OPML file has no outlines with an xmlUrl")
     return _unique_names(sources)
 
 
-def _walk_outlines(node: ET.Element, category: str | None, out: list[Source]) -> None:
+def _opml_url(xml_url: str, opml: Path) -> str | None:
+    """The feed address an ``xmlUrl`` names, or None for a scheme newsdesk does not fetch."""
+    scheme = urlsplit(xml_url).scheme.lower()
+    if scheme in ("http", "https", "file"):
+        return xml_url
+    if len(scheme) > 1:
+        return None
+    local = Path(xml_url).expanduser()  # no scheme, or a Windows drive letter
+    if not local.is_absolute():
+        local = opml.parent / local  # the OPML's folder, not wherever newsdesk was started
+    return str(local.resolve())
+
+
+def _walk_outlines(
+    node: ET.Element, category: str | None, out: list[Source], opml: Path, refused: list[str]
+) -> None:
     for outline in node.findall("outline"):
         label = (outline.get("title") or outline.get("text") or "").strip()
         xml_url = (outline.get("xmlUrl") or "").strip()
         if xml_url:
-            cat = (outline.get("category") or "").strip().split(",")[0].strip("/ ") or category
-            out.append(
-                Source(name=label or _name_from_url(xml_url), url=xml_url, category=cat or None)
-            )
+            url = _opml_url(xml_url, opml)
+            if url is None:
+                scheme = urlsplit(xml_url).scheme.lower()
+                refused.append(
+                    f"{opml}: skipped {label or xml_url!r}: unsupported URL scheme {scheme!r} "
+                    "(only http(s) URLs and local files)"
+                )
+            else:
+                cat = (outline.get("category") or "").strip().split(",")[0].strip("/ ") or category
+                name = label or (_name_from_url(url) if "://" in url else Path(url).stem)
+                out.append(Source(name=name, url=url, category=cat or None))
         # Folders nest feeds; a folder's label is the natural category for what is inside.
-        _walk_outlines(outline, label or category, out)
+        _walk_outlines(outline, label or category, out, opml, refused)
 
 
 # --- demo ------------------------------------------------------------------------------------

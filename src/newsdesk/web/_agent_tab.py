@@ -153,17 +153,33 @@ def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -
             stop = gr.Button("Stop", variant="stop", scale=1, elem_id="agent-stop")
             clear = gr.Button("Clear", scale=1, elem_id="agent-clear")
 
+        policy = getattr(ctx, "key_policy", None)
+        key_box = getattr(ctx, "api_key", None)
+
         async def respond(
-            text: str, history: list[dict[str, Any]], model: str | None, api_base: str | None
+            text: str,
+            history: list[dict[str, Any]],
+            model: str | None,
+            api_base: str | None,
+            user_key: str | None = None,
         ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
             chosen = (model or "").strip() or ctx.default_model
             base = None if chosen.startswith("local/") else ((api_base or "").strip() or None)
+            # smolagents calls LiteLLM itself: the server's keys only for bases it trusts.
+            key = policy.api_key_for(base, user_key) if policy is not None else None
 
             def make() -> Any:
                 from newsdesk._backend import check_model
 
-                check_model(chosen, api_base=base)
-                return news_agent(chosen, api_base=base, store=ctx.store, max_steps=max_steps)
+                check_model(chosen, api_base=base, api_key=key)
+                return news_agent(
+                    chosen,
+                    api_base=base,
+                    api_key=key,
+                    store=ctx.store,
+                    max_steps=max_steps,
+                    tools=_web_tools(ctx, chosen, base),
+                )
 
             async with closing(agent_reply(text, history, make)) as updates:
                 async for turns in updates:
@@ -172,7 +188,13 @@ def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -
         event = gr.on(
             [question.submit, ask.click],
             respond,
-            inputs=[question, chatbot, ctx.model, ctx.api_base],
+            inputs=[
+                question,
+                chatbot,
+                ctx.model,
+                ctx.api_base,
+                *([key_box] if key_box is not None else []),
+            ],
             outputs=[chatbot, question],
             api_name="agent",
             show_progress="hidden",
@@ -181,3 +203,17 @@ def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -
         clear.click(
             lambda: ([], ""), None, [chatbot, question], cancels=[event], api_visibility="private"
         )
+
+
+def _web_tools(ctx: Any, model: str, api_base: str | None) -> list[Any] | None:
+    """The agent's tools in the web app: the store-reading ones. ``analyze_feed`` is left out:
+    it would fetch any URL or local path a web user names, past the News tab's checks."""
+    from newsdesk._client import resolve_model
+    from newsdesk.agents._model import is_small
+    from newsdesk.agents._news_agent import ALL_TOOLS
+    from newsdesk.agents._news_tools import NewsToolbox
+
+    if is_small(resolve_model(model)):
+        return None  # the small-model setup reads the store only already
+    box = NewsToolbox(store=ctx.store, model=model, api_base=api_base, gateway=ctx.gateway)
+    return box.tools(tuple(t for t in ALL_TOOLS if t != "analyze_feed"))

@@ -15,12 +15,13 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsdesk._exceptions import MissingExtraError, NewsdeskError
 from newsdesk.web._aio import closing
+from newsdesk.web._security import KeyGuardBackend, KeyPolicy, LoginGuard
 from newsdesk.web._text import md_text, message_text
 
 if TYPE_CHECKING:
@@ -43,13 +44,18 @@ footer { display: none !important; }
 @dataclass
 class WebContext:
     """What a tab builder gets: the shared gateway and store, and the app-wide model settings
-    (components: use them as event inputs to get the user's current choice)."""
+    (components: use them as event inputs to get the user's current choice).
+
+    ``key_policy`` says which bases may get the server's API keys; ``api_key`` is the user's
+    own key field (for a base of their own): pass ``key_policy.api_key_for(base, user_key)``."""
 
     gateway: Gateway
     store: Store
     model: gr.Dropdown
     api_base: gr.Textbox
     default_model: str
+    key_policy: KeyPolicy = field(default_factory=KeyPolicy)
+    api_key: gr.Textbox | None = None
 
 
 TabBuilder = Callable[[WebContext], None]
@@ -89,10 +95,13 @@ def build_app(
     cache: str | None = None,
     extra_tabs: Sequence[TabBuilder] = (),
     gateway: Gateway | None = None,
+    allowed_api_bases: Sequence[str] = (),
 ) -> gr.Blocks:
     """The whole app, queue configured; ``launch()`` it or use ``serve()``.
 
     ``cache``: as ``--cache`` (None: memory + disk). Chat requests never use the cache.
+    The server's API keys go only to providers' own endpoints, ``api_base`` and
+    ``allowed_api_bases`` (a ``gateway`` you pass is used as it is: guard it yourself).
     """
     gr = import_gradio()
     from newsdesk._client import Gateway
@@ -102,7 +111,13 @@ def build_app(
     from newsdesk.web._news import build_news_tab
 
     _load_optional_tabs()
-    gw = gateway or Gateway(cache=cache if cache is not None else "disk")
+    from newsdesk._backend import LiteLLMBackend
+
+    policy = KeyPolicy.of([api_base, *allowed_api_bases])
+    gw = gateway or Gateway(
+        cache=cache if cache is not None else "disk",
+        backend=KeyGuardBackend(LiteLLMBackend(), policy),
+    )
     store = Store(store_path)
     chosen = model or default_model()
     choices = [chosen, *[c for c in MODEL_CHOICES if c != chosen]]
@@ -126,8 +141,22 @@ def build_app(
                 elem_id="api-base",
                 scale=2,
             )
+            api_key_box = gr.Textbox(
+                value="",
+                type="password",
+                label="API key (optional)",
+                info="Your own key for your own API base; kept in this browser session only.",
+                elem_id="api-key",
+                scale=1,
+            )
         ctx = WebContext(
-            gateway=gw, store=store, model=model_box, api_base=api_base_box, default_model=chosen
+            gateway=gw,
+            store=store,
+            model=model_box,
+            api_base=api_base_box,
+            default_model=chosen,
+            key_policy=policy,
+            api_key=api_key_box,
         )
         with gr.Tabs(elem_id="tabs"):
             build_chat_tab(ctx)
@@ -155,10 +184,13 @@ def _chat_request(
     *,
     model: str,
     api_base: str | None,
+    api_key: str | None = None,
     system: str | None,
     max_tokens: int | None,
     temperature: float | None,
 ) -> Any:
+    from pydantic import SecretStr
+
     from newsdesk._request import Message, Request
 
     messages = [Message(role="system", content=system)] if system and system.strip() else []
@@ -170,6 +202,7 @@ def _chat_request(
     return Request(
         model=model,
         api_base=api_base,
+        api_key=SecretStr(api_key) if api_key else None,
         messages=messages,
         max_tokens=max_tokens,
         temperature=temperature,
@@ -185,6 +218,7 @@ async def chat_reply(
     *,
     model: str,
     api_base: str | None = None,
+    api_key: str | None = None,
     system: str | None = None,
     max_tokens: int | None = None,
     temperature: float | None = None,
@@ -211,6 +245,7 @@ async def chat_reply(
             turns,
             model=model,
             api_base=api_base,
+            api_key=api_key,
             system=system,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -280,14 +315,18 @@ def build_chat_tab(ctx: WebContext) -> None:
             system_prompt: str | None,
             max_tok: float | None,
             temp: float | None,
+            user_key: str | None = None,
         ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+            chosen = (model or "").strip() or ctx.default_model
+            base = api_base_for(chosen, api_base)
             async with closing(
                 chat_reply(
                     ctx.gateway,
                     message,
                     history,
-                    model=(model or "").strip() or ctx.default_model,
-                    api_base=api_base_for((model or "").strip() or ctx.default_model, api_base),
+                    model=chosen,
+                    api_base=base,
+                    api_key=ctx.key_policy.api_key_for(base, user_key),
                     system=system_prompt,
                     max_tokens=int(max_tok) if max_tok else None,
                     temperature=float(temp) if temp is not None else None,
@@ -299,7 +338,16 @@ def build_chat_tab(ctx: WebContext) -> None:
         event = gr.on(
             [msg.submit, send.click],
             respond,
-            inputs=[msg, chatbot, ctx.model, ctx.api_base, system, max_tokens, temperature],
+            inputs=[
+                msg,
+                chatbot,
+                ctx.model,
+                ctx.api_base,
+                system,
+                max_tokens,
+                temperature,
+                *([ctx.api_key] if ctx.api_key is not None else []),
+            ],
             outputs=[chatbot, msg],
             api_name="chat",
             show_progress="hidden",
@@ -330,7 +378,8 @@ def launch_kwargs(
     return {
         "server_name": host,
         "server_port": port,
-        "auth": auth,
+        # Gradio awaits an async auth function: failed logins are slowed, then locked out.
+        "auth": LoginGuard(auth).check if auth else None,
         "share": False,
         "ssr_mode": False,
         "show_error": False,
@@ -363,9 +412,24 @@ def serve(
     cache: str | None = None,
     quiet: bool = False,
     block: bool = True,
+    allow_api_bases: Sequence[str] = (),
+    allow_private_sources: bool = False,
 ) -> gr.Blocks:
-    """Build the app and serve it until interrupted (``block=False``: return once it is up)."""
-    demo = build_app(model=model, api_base=api_base, store_path=store_path, cache=cache)
+    """Build the app and serve it until interrupted (``block=False``: return once it is up).
+
+    Web users must not reach the server's own network: feeds and pages on loopback, private,
+    link-local and metadata addresses are refused unless ``allow_private_sources``.
+    """
+    from newsdesk.news._fetch import refuse_private_addresses
+
+    refuse_private_addresses(not allow_private_sources)
+    demo = build_app(
+        model=model,
+        api_base=api_base,
+        store_path=store_path,
+        cache=cache,
+        allowed_api_bases=allow_api_bases,
+    )
     threading.Thread(target=_warm_up, name="newsdesk-warm-up", daemon=True).start()
     demo.launch(prevent_thread_lock=not block, **launch_kwargs(host, port, auth, quiet=quiet))
     if block:  # the server has stopped (Ctrl-C)
