@@ -35,6 +35,7 @@ def test_readme_has_the_examples() -> None:
     blocks = _python_blocks()
     assert any("LiteLLMClient(req)" in b for b in blocks)
     assert any("gateway.map(" in b for b in blocks)
+    assert any("NewsDesk(" in b for b in blocks)
 
 
 def test_streaming_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_path: Path) -> None:
@@ -57,3 +58,17 @@ def test_batch_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_pa
     assert len([ln for ln in lines if re.match(r"\d+ ", ln)]) == 100
     assert "failed" not in done.stdout
     assert lines[-1].startswith("wall ")
+
+
+def test_news_api_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_path: Path) -> None:
+    code = next(b for b in _python_blocks() if "NewsDesk(" in b)
+    done = _run(code, openai_server, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert "5 analyzed in " in done.stdout, done.stdout
+    # the demo's deliberately broken feed is reported, and the run goes on
+    assert any(line.startswith("source failed: Broken Wire") for line in lines), done.stdout
+    after = next(i for i, ln in enumerate(lines) if " analyzed in " in ln)
+    assert len(lines[after + 1 : -1]) == 3  # the stored analyses, searched
+    assert lines[-1] == "['finished']"
+    assert openai_server.stats()["calls"] >= 5

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsdesk.web._text import md_text, message_text
+
+if TYPE_CHECKING:
+    from newsdesk.web._context import WebContext
 
 MAX_SHOWN = 1500  # characters of a tool result shown in the chat
 
@@ -119,7 +122,7 @@ async def agent_reply(
             yield [dict(m) for m in turns]
 
 
-def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -> None:
+def agent_tab(ctx: WebContext, *, max_steps: int | None = None, label: str = "Agent") -> None:
     """Build the Agent tab (call inside ``gr.Tabs``; ``ctx`` is the app's ``WebContext``).
 
     The agent uses the app's model and API base fields and its store; each question gets a
@@ -156,8 +159,7 @@ def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -
         async def respond(
             text: str, history: list[dict[str, Any]], model: str | None, api_base: str | None
         ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
-            chosen = (model or "").strip() or ctx.default_model
-            base = None if chosen.startswith("local/") else ((api_base or "").strip() or None)
+            chosen, base = ctx.chosen_model(model, api_base)
 
             def make() -> Any:
                 from newsdesk._backend import check_model

@@ -12,22 +12,20 @@ import contextlib
 import importlib
 import importlib.util
 import os
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsdesk._exceptions import MissingExtraError, NewsdeskError
 from newsdesk.web._aio import closing
+from newsdesk.web._context import TabBuilder, WebContext, api_base_for
 from newsdesk.web._text import md_text, message_text
 
 if TYPE_CHECKING:
     import gradio as gr
 
     from newsdesk._client import Gateway
-    from newsdesk.news._store import Store
 
 CHAT_UPDATE_INTERVAL = 0.04  # seconds between chat UI updates (a token at a time at ~25/s)
 DEFAULT_CONCURRENCY = 8  # events of one kind running at once across all sessions (>= 4 sessions)
@@ -40,19 +38,8 @@ footer { display: none !important; }
 """
 
 
-@dataclass
-class WebContext:
-    """What a tab builder gets: the shared gateway and store, and the app-wide model settings
-    (components: use them as event inputs to get the user's current choice)."""
+__all__ = ["TabBuilder", "WebContext", "api_base_for", "build_app", "register_tab", "serve"]
 
-    gateway: Gateway
-    store: Store
-    model: gr.Dropdown
-    api_base: gr.Textbox
-    default_model: str
-
-
-TabBuilder = Callable[[WebContext], None]
 _registered: list[TabBuilder] = []
 
 
@@ -97,13 +84,13 @@ def build_app(
     gr = import_gradio()
     from newsdesk._client import Gateway
     from newsdesk._config import default_model
-    from newsdesk.news._store import Store
+    from newsdesk.news import NewsDesk, Store
     from newsdesk.web._history import build_history_tab
     from newsdesk.web._news import build_news_tab
 
     _load_optional_tabs()
     gw = gateway or Gateway(cache=cache if cache is not None else "disk")
-    store = Store(store_path)
+    desk = NewsDesk(gateway=gw, store=Store(store_path))
     chosen = model or default_model()
     choices = [chosen, *[c for c in MODEL_CHOICES if c != chosen]]
 
@@ -126,9 +113,7 @@ def build_app(
                 elem_id="api-base",
                 scale=2,
             )
-        ctx = WebContext(
-            gateway=gw, store=store, model=model_box, api_base=api_base_box, default_model=chosen
-        )
+        ctx = WebContext(desk=desk, model=model_box, api_base=api_base_box, default_model=chosen)
         with gr.Tabs(elem_id="tabs"):
             build_chat_tab(ctx)
             build_news_tab(ctx)
@@ -141,13 +126,6 @@ def build_app(
 
 
 # ---------------------------------------------------------------- chat
-
-
-def api_base_for(model: str, api_base: str | None) -> str | None:
-    """The API base to use: none for the embedded model (the field may still hold a server's)."""
-    if model.startswith("local/"):
-        return None
-    return (api_base or "").strip() or None
 
 
 def _chat_request(
@@ -344,14 +322,6 @@ def launch_kwargs(
     }
 
 
-def _warm_up() -> None:
-    """Import LiteLLM in the background so the first chat reply does not wait for it."""
-    with contextlib.suppress(Exception):
-        from newsdesk._backend import import_litellm
-
-        import_litellm()
-
-
 def serve(
     host: str = "127.0.0.1",
     port: int = 7860,
@@ -365,8 +335,14 @@ def serve(
     block: bool = True,
 ) -> gr.Blocks:
     """Build the app and serve it until interrupted (``block=False``: return once it is up)."""
+    from newsdesk._backend import import_litellm
+
     demo = build_app(model=model, api_base=api_base, store_path=store_path, cache=cache)
-    threading.Thread(target=_warm_up, name="newsdesk-warm-up", daemon=True).start()
+    # LiteLLM is imported before the server starts, so the first chat reply does not wait for
+    # it. Not in a background thread: one still importing at interpreter exit deadlocked
+    # shutdown elsewhere (see _backend's warm-up).
+    with contextlib.suppress(Exception):
+        import_litellm()
     demo.launch(prevent_thread_lock=not block, **launch_kwargs(host, port, auth, quiet=quiet))
     if block:  # the server has stopped (Ctrl-C)
         ctx: WebContext = getattr(demo, "newsdesk_context")  # noqa: B009
