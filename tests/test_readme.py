@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +27,8 @@ def _run(code: str, server: OpenAIServerHandle, tmp_path: Path) -> subprocess.Co
         "OPENAI_API_KEY": "sk-test",
         "NEWSDESK_MODEL": "openai/test-model",
     }
+    if os.environ.get("PYTHONPATH"):  # a source checkout under test (a worktree) stays the one run
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     # Harness only: a hang prints every thread's stack instead of timing out silently.
     code = "import faulthandler; faulthandler.dump_traceback_later(80, exit=True)\n" + code
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
