@@ -219,10 +219,11 @@ class _GatewayProbe:
 def observe(records: dict[str, Record]) -> Iterator[None]:
     """Wrap the pipeline's analysis call and embedding step so ``records`` (keyed by article id)
     fill in; everything still runs the pipeline's own code."""
-    from newsdesk.news import _pipeline
+    from newsdesk.news import _executor, _pipeline
 
-    real_analyze = _pipeline.analyze_article
-    real_load = _pipeline._load_embedding
+    real_analyze = _executor.analyze_article
+    real_load = _pipeline.load_embedding
+    real_stories = _pipeline.Stories
 
     async def analyze(article: Any, gateway: Any, **kw: Any) -> Any:
         rec = records[article.id]
@@ -233,7 +234,7 @@ def observe(records: dict[str, Record]) -> Iterator[None]:
         emb = real_load(enabled)
         if emb is None:
             return None
-        topic_and_vector, story_for = emb.topic_and_vector, emb.story_for
+        topic_and_vector = emb.topic_and_vector
 
         def timed_topic(article: Any) -> Any:
             t0 = time.perf_counter()
@@ -244,23 +245,25 @@ def observe(records: dict[str, Record]) -> Iterator[None]:
             rec.embed_tone = out[2][0] if len(out) > 2 else None
             return out
 
-        def timed_story(article_id: str, vector: bytes | None) -> Any:
+        setattr(emb, "topic_and_vector", timed_topic)  # noqa: B010 - instance attribute on purpose
+        return emb
+
+    class TimedStories(real_stories):  # type: ignore[misc, valid-type]
+        def story_for(self, article_id: str, vector: bytes | None) -> Any:
             t0 = time.perf_counter()
-            out = story_for(article_id, vector)
+            out = super().story_for(article_id, vector)
             records[article_id].embed_seconds += time.perf_counter() - t0
             return out
 
-        setattr(emb, "topic_and_vector", timed_topic)  # noqa: B010 - instance attribute on purpose
-        setattr(emb, "story_for", timed_story)  # noqa: B010
-        return emb
-
-    setattr(_pipeline, "analyze_article", analyze)  # noqa: B010
-    setattr(_pipeline, "_load_embedding", load)  # noqa: B010
+    setattr(_executor, "analyze_article", analyze)  # noqa: B010
+    setattr(_pipeline, "load_embedding", load)  # noqa: B010
+    setattr(_pipeline, "Stories", TimedStories)  # noqa: B010
     try:
         yield
     finally:
-        setattr(_pipeline, "analyze_article", real_analyze)  # noqa: B010
-        setattr(_pipeline, "_load_embedding", real_load)  # noqa: B010
+        setattr(_executor, "analyze_article", real_analyze)  # noqa: B010
+        setattr(_pipeline, "load_embedding", real_load)  # noqa: B010
+        setattr(_pipeline, "Stories", real_stories)  # noqa: B010
 
 
 def warm_up(model: str) -> dict[str, float]:
@@ -297,9 +300,8 @@ async def run_pipeline_on(
 ) -> tuple[list[Record], float]:
     """Analyze ``texts`` through ``run_pipeline``; records in input order, and the run's wall time."""
     from newsdesk import Gateway, Limits
+    from newsdesk.news import PipelineOptions, Source, run_pipeline
     from newsdesk.news._feeds import parse_feed
-    from newsdesk.news._models import Source
-    from newsdesk.news._pipeline import PipelineOptions, run_pipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_feed(Path(tmp), texts, titles)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +27,8 @@ def _run(code: str, server: OpenAIServerHandle, tmp_path: Path) -> subprocess.Co
         "OPENAI_API_KEY": "sk-test",
         "NEWSDESK_MODEL": "openai/test-model",
     }
+    if os.environ.get("PYTHONPATH"):  # a source checkout under test (a worktree) stays the one run
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     # Harness only: a hang prints every thread's stack instead of timing out silently.
     code = "import faulthandler; faulthandler.dump_traceback_later(80, exit=True)\n" + code
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -35,6 +38,7 @@ def test_readme_has_the_examples() -> None:
     blocks = _python_blocks()
     assert any("LiteLLMClient(req)" in b for b in blocks)
     assert any("gateway.map(" in b for b in blocks)
+    assert any("NewsDesk(" in b for b in blocks)
 
 
 def test_streaming_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_path: Path) -> None:
@@ -65,3 +69,17 @@ def test_testing_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "Echo: hi"
     assert openai_server.stats()["calls"] == 0  # no provider was asked
+
+
+def test_news_api_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_path: Path) -> None:
+    code = next(b for b in _python_blocks() if "NewsDesk(" in b)
+    done = _run(code, openai_server, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert "5 analyzed in " in done.stdout, done.stdout
+    # the demo's deliberately broken feed is reported, and the run goes on
+    assert any(line.startswith("source failed: Broken Wire") for line in lines), done.stdout
+    after = next(i for i, ln in enumerate(lines) if " analyzed in " in ln)
+    assert len(lines[after + 1 : -1]) == 3  # the stored analyses, searched
+    assert lines[-1] == "['finished']"
+    assert openai_server.stats()["calls"] >= 5

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from newsdesk._exceptions import NewsdeskError
 from newsdesk.agents._tools import AsyncTool, async_tool
-from newsdesk.news._models import TOPICS
+from newsdesk.news import TOPICS, NewsDesk, StoredAnalysis
+
+T = TypeVar("T")
 
 ID_CHARS = 8
 MAX_OUTPUT = 1200  # characters per tool output (~350 tokens)
@@ -104,45 +106,42 @@ class NewsToolbox:
 
     # ---- plumbing (sync: runs in a worker thread) ----------------------------------------
 
-    def _open(self) -> tuple[Any, bool]:
-        from newsdesk.news._store import Store
+    def _desk(self) -> NewsDesk:
+        """A desk over the toolbox's store: one given is shared, one named by path (or the
+        default one) is opened for the call and closed after it."""
+        return NewsDesk(
+            store=self._store, gateway=self.gateway, model=self.model, api_base=self.api_base
+        )
 
-        if self._store is None or isinstance(self._store, (str, Path)):
-            return Store(self._store), True
-        return self._store, False
-
-    def _with_store(self, fn: Any) -> Any:
-        store, owned = self._open()
+    def _with_desk(self, fn: Callable[[NewsDesk], T]) -> T:
+        desk = self._desk()
         try:
-            return fn(store)
+            return fn(desk)
         finally:
-            if owned:
-                store.close()
+            desk.close()
 
-    def _search(self, query: str) -> list[Any]:
-        from newsdesk.cli._news_run import search_store
-
-        def run(store: Any) -> list[Any]:
-            rows: list[Any] = []
+    def _search(self, query: str) -> list[StoredAnalysis]:
+        def run(desk: NewsDesk) -> list[StoredAnalysis]:
+            rows: list[StoredAnalysis] = []
             try:
-                rows = [r for r, _ in search_store(store, query=query, limit=self.search_limit)]
+                rows = [r for r, _ in desk.search(query=query, limit=self.search_limit)]
             except (NewsdeskError, ImportError):
                 rows = []  # no embedding model: the keyword search below still works
             if not rows:
-                rows = _keyword_search(store.query(limit=2000), query, self.search_limit)
+                rows = _keyword_search(desk.store.query(limit=2000), query, self.search_limit)
             return rows
 
-        result: list[Any] = self._with_store(run)
-        return result
+        return self._with_desk(run)
 
-    def _find(self, article_id: str) -> Any:
+    def _find(self, article_id: str) -> StoredAnalysis | list[StoredAnalysis]:
         key = article_id.strip().strip("[]").lower()
 
-        def run(store: Any) -> Any:
-            matches = [r for r in store.query(limit=None) if r.article_id.lower().startswith(key)]
+        def run(desk: NewsDesk) -> StoredAnalysis | list[StoredAnalysis]:
+            rows = desk.store.query(limit=None)
+            matches = [r for r in rows if r.article_id.lower().startswith(key)]
             return matches[0] if len(matches) == 1 else matches
 
-        return self._with_store(run)
+        return self._with_desk(run)
 
     # ---- the tools' work (async) ----------------------------------------------------------
 
@@ -176,30 +175,22 @@ class NewsToolbox:
         return _cap("\n".join(lines))
 
     async def analyze_feed(self, url: str) -> str:
-        from newsdesk import default_gateway
-        from newsdesk._config import default_model
-        from newsdesk.news._pipeline import PipelineOptions, run_pipeline
-        from newsdesk.news._sources import resolve_sources
-
+        desk = self._desk()
         try:
-            sources = resolve_sources([url])
-        except NewsdeskError as exc:
-            return f"Cannot use {url!r}: {exc}"
-        options = PipelineOptions(
-            sources=sources,
-            model=self.model or default_model(),
-            api_base=self.api_base,
-            limit=self.feed_limit,
-            deltas=False,
-        )
-        store, owned = await asyncio.to_thread(self._open)
+            try:
+                sources = desk.sources([url])
+            except NewsdeskError as exc:
+                return f"Cannot use {url!r}: {exc}"
+            return await self._analyze(desk, url, sources)
+        finally:
+            await asyncio.to_thread(desk.close)
+
+    async def _analyze(self, desk: NewsDesk, url: str, sources: list[Any]) -> str:
         done: list[str] = []
         failed: list[str] = []
         summary = ""
         try:
-            async for ev in run_pipeline(
-                options, gateway=self.gateway or default_gateway(), store=store
-            ):
+            async for ev in desk.run(sources, limit=self.feed_limit, deltas=False):
                 if ev.event == "analysis":
                     a = ev.analysis
                     done.append(f"[{ev.id[:ID_CHARS]}] {ev.title} — {a.summary} ({a.topic})")
@@ -212,9 +203,8 @@ class NewsToolbox:
                         f"{ev.sources_ok} source(s) read, {ev.analyzed} article(s) analyzed"
                         f"{f', {ev.failed} failed' if ev.failed else ''}."
                     )
-        finally:
-            if owned:
-                await asyncio.to_thread(store.close)
+        except NewsdeskError as exc:  # the model: unknown, or no key for it
+            return f"Cannot analyze {url!r}: {exc}"
         if not done and failed:
             return _cap(f"Nothing analyzed from {url}: " + "; ".join(failed[:3]))
         return _cap("\n".join([summary or f"{len(done)} article(s) analyzed.", *done]))
@@ -223,7 +213,9 @@ class NewsToolbox:
         name = match_topic(topic)
         if name is None:
             return f"Unknown topic {topic!r}. Topics: {', '.join(TOPICS)}."
-        rows = await asyncio.to_thread(self._with_store, lambda s: s.query(topic=name, limit=8))
+        rows = await asyncio.to_thread(
+            self._with_desk, lambda desk: desk.store.query(topic=name, limit=8)
+        )
         if not rows:
             return f"No stored analyses on {name}."
         head = f"{len(rows)} latest stored analyses on {name}:"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -18,14 +17,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+if TYPE_CHECKING:
+    from newsdesk.news import NewsDesk, PipelineOptions, RunDone
+
 err = Console(stderr=True)
 _TONE = {"positive": "green", "neutral": "yellow", "negative": "red"}
 
 
-def _open_store(path: Path | None) -> Any:
-    from newsdesk.news._store import Store
+def _desk(store_path: Path | None, **kw: Any) -> NewsDesk:
+    from newsdesk.news import NewsDesk
 
-    return Store(path)
+    return NewsDesk(store=store_path, **kw)
 
 
 def run_analyze(
@@ -48,57 +50,48 @@ def run_analyze(
     deltas: bool,
 ) -> int:
     from newsdesk import Gateway, Limits
-    from newsdesk._backend import check_model
-    from newsdesk._config import default_model
-    from newsdesk.news._pipeline import PipelineOptions
-    from newsdesk.news._sources import demo_sources, resolve_sources
 
-    sources = resolve_sources(specs) if specs else demo_sources()
-    name = model or default_model()
-    check_model(name, api_base=api_base)
     gateway = Gateway(
         cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency)
     )
-    options = PipelineOptions(
-        sources=sources,
-        model=name,
-        api_base=api_base,
-        concurrency=concurrency,
-        fetch_concurrency=fetch_concurrency,
-        fetch_timeout=timeout,
-        full_text=full_text,
-        digest=digest,
-        limit=limit,
-        lang=lang,
-        topic_mode=topic_by,  # type: ignore[arg-type]
-        deltas=(fmt == "live") or deltas,
-        reanalyze=reanalyze,
-    )
-    store = _open_store(store_path)
+    desk = _desk(store_path, gateway=gateway, model=model, api_base=api_base)
     try:
+        options = desk.prepare(
+            specs,
+            concurrency=concurrency,
+            fetch_concurrency=fetch_concurrency,
+            fetch_timeout=timeout,
+            full_text=full_text,
+            digest=digest,
+            limit=limit,
+            lang=lang,
+            topic_mode=topic_by,
+            deltas=(fmt == "live") or deltas,
+            reanalyze=reanalyze,
+        )
         if fmt == "jsonl":
-            done = asyncio.run(_jsonl(options, gateway, store, deltas))
+            done = asyncio.run(_jsonl(desk, options, deltas))
         else:
-            done = asyncio.run(_live(options, gateway, store, name))
+            done = asyncio.run(_live(desk, options))
     finally:
-        store.close()
+        desk.close()
         gateway.close()
     if done is None:
         return 1
     return 1 if done.sources_ok == 0 and done.sources_failed > 0 else 0
 
 
-async def _jsonl(options: Any, gateway: Any, store: Any, deltas: bool) -> Any:
-    from newsdesk.news._pipeline import run_pipeline
+async def _jsonl(desk: NewsDesk, options: PipelineOptions, deltas: bool) -> RunDone | None:
+    from newsdesk.news import RunDone
 
     out = sys.stdout
     done = None
-    async for ev in run_pipeline(options, gateway=gateway, store=store):
+    async for ev in desk.run(options):
         if ev.event == "run_started" or (ev.event == "analysis_delta" and not deltas):
             continue
         out.write(ev.to_json() + "\n")
         out.flush()
-        if ev.event == "done":
+        if isinstance(ev, RunDone):
             done = ev
     return done
 
@@ -133,53 +126,63 @@ class _LiveView:
         return Group(*parts)
 
 
-async def _live(options: Any, gateway: Any, store: Any, model: str) -> Any:
-    from newsdesk.news._pipeline import run_pipeline
+async def _live(desk: NewsDesk, options: PipelineOptions) -> RunDone | None:
+    from newsdesk.news import (
+        AnalysisDelta,
+        AnalysisFailed,
+        AnalysisReady,
+        ArticleFound,
+        DigestReady,
+        RunDone,
+        SourceFailed,
+        SourceOk,
+    )
 
     console = Console()
-    view = _LiveView([s.name for s in options.sources], model)
+    view = _LiveView([s.name for s in options.sources], options.model)
     done = None
     stories: dict[str, list[str]] = {}
-    digests: list[Any] = []
+    digests: list[DigestReady] = []
     with Live(view.render(), console=console, refresh_per_second=8, transient=True) as live:
         last = 0.0
-        async for ev in run_pipeline(options, gateway=gateway, store=store):
-            kind = ev.event
-            if kind == "source_ok":
-                note = " (not modified)" if ev.not_modified else ""
-                warn = f" [yellow]⚠ {escape(ev.warnings[0])}[/yellow]" if ev.warnings else ""
-                view.status[ev.source] = (
-                    f"[green]ok[/green] {ev.articles} articles, {ev.new_articles} new{note}{warn}"
-                )
-            elif kind == "source_error":
-                view.status[ev.source] = f"[red]failed:[/red] {escape(ev.reason)}"
-            elif kind == "article":
-                if ev.duplicate_of is None:
+        async for ev in desk.run(options):
+            match ev:
+                case SourceOk():
+                    note = " (not modified)" if ev.not_modified else ""
+                    warn = f" [yellow]⚠ {escape(ev.warnings[0])}[/yellow]" if ev.warnings else ""
+                    view.status[ev.source] = (
+                        f"[green]ok[/green] {ev.articles} articles, {ev.new_articles} new{note}{warn}"
+                    )
+                case SourceFailed():
+                    view.status[ev.source] = f"[red]failed:[/red] {escape(ev.reason)}"
+                case ArticleFound() if ev.duplicate_of is None:
                     view.titles[ev.id] = ev.title
                     view.progress.update(view.task, total=len(view.titles))
-            elif kind == "analysis_delta":
-                title, text = view.inflight.get(ev.id, (view.titles.get(ev.id, ev.id), ""))
-                view.inflight[ev.id] = (title, text + ev.text)
-            elif kind in ("analysis", "analysis_error"):
-                view.inflight.pop(ev.id, None)
-                view.progress.advance(view.task)
-                if kind == "analysis":
+                case AnalysisDelta():
+                    title, text = view.inflight.get(ev.id, (view.titles.get(ev.id, ev.id), ""))
+                    view.inflight[ev.id] = (title, text + ev.text)
+                case AnalysisReady():
+                    view.inflight.pop(ev.id, None)
+                    view.progress.advance(view.task)
                     live.console.print(_analysis_block(ev))
                     if ev.story:
                         stories.setdefault(ev.story, []).append(ev.title)
-                else:
+                case AnalysisFailed():
+                    view.inflight.pop(ev.id, None)
+                    view.progress.advance(view.task)
                     live.console.print(
                         f"[red]✗[/red] [bold]{escape(ev.title)}[/bold] [dim]({escape(ev.source)})[/dim]"
                         f" — analysis failed: {escape(ev.reason)}"
                     )
-            elif kind == "digest":
-                digests.append(ev)
-            elif kind == "done":
-                done = ev
+                case DigestReady():
+                    digests.append(ev)
+                case RunDone():
+                    done = ev
             now = time.monotonic()
-            if now - last > 0.05 or kind != "analysis_delta":
+            delta = isinstance(ev, AnalysisDelta)
+            if now - last > 0.05 or not delta:
                 # anything but a delta is drawn at once, so no frame shows a finished analysis in flight
-                live.update(view.render(), refresh=kind != "analysis_delta")
+                live.update(view.render(), refresh=not delta)
                 last = now
     for name, status in view.status.items():
         console.print(f"  {escape(name)}: {status}")
@@ -245,13 +248,13 @@ def _summary_table(done: Any) -> Table:
 
 def run_history(*, limit: int, store_path: Path | None, sources: bool) -> None:
     console = Console()
-    store = _open_store(store_path)
+    desk = _desk(store_path)
     try:
         if sources:
             t = Table(title="Sources")
             for col in ("source", "url", "last success", "last error", "failures in a row"):
                 t.add_column(col)
-            for h in store.source_health():
+            for h in desk.source_health():
                 t.add_row(
                     escape(h.name),
                     escape(h.url),
@@ -261,7 +264,7 @@ def run_history(*, limit: int, store_path: Path | None, sources: bool) -> None:
                 )
             console.print(t)
             return
-        runs = store.list_runs(limit=limit)
+        runs = desk.history(limit=limit)
         if not runs:
             console.print("no runs yet: try [bold]newsdesk analyze[/bold]")
             return
@@ -289,7 +292,7 @@ def run_history(*, limit: int, store_path: Path | None, sources: bool) -> None:
             )
         console.print(t)
     finally:
-        store.close()
+        desk.close()
 
 
 def _when(value: Any) -> str:
@@ -298,23 +301,6 @@ def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     return str(value)[:16]
-
-
-def parse_since(value: str | None) -> datetime | None:
-    from newsdesk._exceptions import ConfigError
-
-    if not value:
-        return None
-    m = re.fullmatch(r"(\d+)\s*d?", value.strip())
-    if m:
-        return datetime.now(UTC) - timedelta(days=int(m.group(1)))
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"--since takes a date (YYYY-MM-DD) or a number of days (7d), not {value!r}"
-        ) from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def run_show(
@@ -329,25 +315,21 @@ def run_show(
     store_path: Path | None,
 ) -> None:
     from newsdesk._exceptions import ConfigError
-    from newsdesk.news._models import TOPICS
+    from newsdesk.news import parse_since
 
-    if topic is not None and topic not in TOPICS:
-        raise ConfigError(f"unknown topic {topic!r}: one of {', '.join(TOPICS)}")
     if fmt not in ("table", "jsonl"):
         raise ConfigError("--format must be table or jsonl")
-    store = _open_store(store_path)
     try:
-        rows = search_store(
-            store,
-            topic=topic,
-            source=source,
-            since=parse_since(since),
-            story=story,
-            query=query,
-            limit=limit,
+        since_dt = parse_since(since)
+    except ConfigError as exc:
+        raise ConfigError(f"--{exc}") from None  # "--since takes a date …": name the flag
+    desk = _desk(store_path)
+    try:
+        rows = desk.search(
+            topic=topic, source=source, since=since_dt, story=story, query=query, limit=limit
         )
     finally:
-        store.close()
+        desk.close()
     if fmt == "jsonl":
         for r, score in rows:
             data = r.model_dump(mode="json", exclude={"vector"})
@@ -374,38 +356,3 @@ def run_show(
             escape(a.summary),
         )
     console.print(t)
-
-
-def search_store(
-    store: Any,
-    *,
-    topic: str | None = None,
-    source: str | None = None,
-    since: datetime | None = None,
-    story: str | None = None,
-    query: str | None = None,
-    limit: int = 30,
-) -> list[tuple[Any, float | None]]:
-    """Filtered analyses; with ``query``, ranked by meaning (embedding search) within the filters."""
-    if not query:
-        return [
-            (r, None)
-            for r in store.query(topic=topic, source=source, since=since, story=story, limit=limit)
-        ]
-    from newsdesk.news import _embed
-
-    candidates = store.query(topic=topic, source=source, since=since, story=story, limit=100000)
-    with_vec = [r for r in candidates if r.vector]
-    if not with_vec:
-        return [
-            (r, None)
-            for r in store.query(
-                topic=topic, source=source, since=since, story=story, text=query, limit=limit
-            )
-        ]
-    import numpy as np
-
-    emb = _embed.default_embedder()
-    qv = emb.embed([query], kind="query")[0]
-    mat = np.stack([_embed.vector_from_bytes(r.vector) for r in with_vec])
-    return [(with_vec[i], score) for i, score in _embed.semantic_search(qv, mat, limit)]

@@ -1,11 +1,15 @@
 """The news pipeline: sources in, one async stream of typed events out.
 
 Fetching and analysis overlap: each source is fetched in its own task, and each of its new
-articles is handed to the analysis queue the moment the source is parsed — no waiting for the
-other sources. Results are emitted in completion order, each carrying its own article's id,
-title and URL (never matched up by position). A failed source or analysis is reported once, with
-its reason, and the run goes on. Every finished analysis is committed to the store at once, so a
-killed run loses nothing and the next run reuses it.
+articles is handed to analysis the moment the source is parsed — no waiting for the other
+sources. Results are emitted in completion order, each carrying its own article's id, title and
+URL (never matched up by position). A failed source or analysis is reported once, with its
+reason, and the run goes on. Every finished analysis is committed to the store before its event
+goes out, so a killed run loses nothing and the next run reuses it.
+
+``NewsRun`` is one run, in named steps; its parts can be swapped: the ``Fetcher``, the store (a
+``RunStore``; a SQLite ``Store`` is wrapped in ``AsyncStore``) and the ``AnalysisExecutor``
+(in-process by default; a queue of remote workers implements the same protocol).
 """
 
 from __future__ import annotations
@@ -13,29 +17,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError, SourceError
-from newsdesk.news._analyze import AnalysisResult, TopicFn, analyze_article
+from newsdesk.news._analyze import AnalysisResult
 from newsdesk.news._dedup import Deduplicator
+from newsdesk.news._embedding import Stories, load_embedding
 from newsdesk.news._events import (
     AnalysisDelta,
     AnalysisFailed,
     AnalysisReady,
     ArticleFound,
     DigestReady,
+    Event,
     RunDone,
     RunStarted,
     SourceFailed,
     SourceOk,
 )
+from newsdesk.news._executor import AnalysisExecutor, AnalysisJob, LocalExecutor
 from newsdesk.news._feeds import parse_feed
-from newsdesk.news._fetch import Fetcher, Validators
+from newsdesk.news._fetch import Fetcher, FetchResult, Validators
 from newsdesk.news._models import Article, ArticleAnalysis, Source
 from newsdesk.news._prompt import PROMPT_VERSION
+from newsdesk.news._run_store import AsyncStore, RunStore
+from newsdesk.news._store import Store
 
 TopicMode = Literal["auto", "llm", "embedding"]
 
@@ -58,336 +67,394 @@ class PipelineOptions:
     embeddings: bool = True
 
 
-class _Embedding:
-    """The embedding step (topic, story, search vector), loaded lazily; absent when the extra isn't installed."""
-
-    def __init__(self) -> None:
-        from newsdesk.news import _embed, _tone
-
-        self._embed = _embed
-        self.embedder = _embed.default_embedder()
-        self.classifier = _embed.TopicClassifier(self.embedder)
-        self.tone = _tone.ToneClassifier(self.embedder)
-        self.stories = _embed.StoryIndex()
-        self._story_names: dict[int, str] = {}
-
-    def topic_and_vector(self, article: Article) -> tuple[str, bytes | None, tuple[str, float]]:
-        text = self._embed.article_text(article.title, article.text)
-        vec = self.embedder.embed([text], kind="passage")[0]
-        # topic and tone from the stored vector: one embedding, then two small dot products
-        topic, _conf = self.classifier.classify_vectors(vec)[0]
-        tone = self.tone.classify_vectors(vec)[0]
-        return topic, self._embed.vector_to_bytes(vec), tone
-
-    def story_for(self, article_id: str, vector: bytes | None) -> str | None:
-        if vector is None:
-            return None
-        sid = self.stories.add(self._embed.vector_from_bytes(vector))
-        # A story is named after its first article, so the id is stable wherever it is computed.
-        return self._story_names.setdefault(sid, f"story-{article_id[:12]}")
+def wants_llm_topic(mode: TopicMode, model: str, have_embedding: bool) -> bool:
+    """Who names the topic. "auto": the embedding classifier for the embedded model (its topics
+    are barely above chance), the LLM for any other; without the embedding step, the LLM."""
+    if mode == "llm" or not have_embedding:
+        return True
+    if mode == "embedding":
+        return False
+    return not model.startswith("local/")
 
 
-def _load_embedding(enabled: bool) -> _Embedding | None:
-    if not enabled:
-        return None
-    try:
-        return _Embedding()
-    except (NewsdeskError, ImportError):
-        return None
+class NewsRun:
+    """One pipeline run. ``events()`` yields its typed events; ``cancel()`` stops it (from any
+    thread), and the stream then ends without ``done``; the run record is closed either way."""
 
+    def __init__(
+        self,
+        options: PipelineOptions,
+        *,
+        gateway: Gateway,
+        store: RunStore | Store | None = None,
+        fetcher: Fetcher | None = None,
+        executor: AnalysisExecutor | None = None,
+    ) -> None:
+        self.options = options
+        self.gateway = gateway
+        self.store: RunStore | None = AsyncStore(store) if isinstance(store, Store) else store
+        self._fetcher = fetcher
+        self._executor = executor
+        self._owned: list[Callable[[], Coroutine[Any, Any, None]]] = []  # closed by the run
+        # None on the queue: every task of the run has finished, or the run was stopped
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dedup = Deduplicator()
+        self._stories: Stories | None = None
+        self._llm_topic = True
+        self._budget = options.limit  # new articles still to analyze (None: no limit)
+        self._slots = asyncio.Semaphore(options.concurrency)
+        self._finished: list[tuple[Article, ArticleAnalysis]] = []
+        self._stopped = False
+        self.run_id = ""
+        self.done = RunDone(run_id="")  # the counters, filled in as the run goes; the last event
 
-async def run_pipeline(
-    options: PipelineOptions, *, gateway: Gateway, store: Any | None = None
-) -> AsyncIterator[Any]:
-    """Yield pipeline events until every source is fetched and every article analyzed."""
-    started = time.perf_counter()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    dedup = Deduplicator()
-    source_names = [s.name for s in options.sources]
-    run_id = (
-        await _call(store, "start_run", model=options.model, sources=source_names)
-        if store
-        else None
-    )
-    run_id = run_id or time.strftime("%Y%m%dT%H%M%S")
-    counters = RunDone(run_id=run_id)  # filled in as the run goes; the last event
-    yield RunStarted(run_id=run_id, sources=source_names, model=options.model)
+    # ---- the stream -----------------------------------------------------------------------
 
-    embedding = await asyncio.to_thread(_load_embedding, options.embeddings)
-    llm_topic = options.topic_mode == "llm" or (
-        options.topic_mode == "auto"
-        and (embedding is None or not options.model.startswith("local/"))
-    )
-    if options.topic_mode == "embedding" and embedding is None:
-        llm_topic = True
-    topic_fn: TopicFn | None = embedding.topic_and_vector if embedding is not None else None
-
-    analysis_sem = asyncio.Semaphore(options.concurrency)
-    analysis_tasks: set[asyncio.Task[None]] = set()
-    budget = [options.limit if options.limit is not None else 10**9]
-    finished: list[tuple[Article, ArticleAnalysis]] = []
-
-    def emit(event: Any) -> None:
-        queue.put_nowait(event)
-
-    async def analyze(article: Article) -> None:
+    async def events(self) -> AsyncGenerator[Event, None]:
+        """Every event of the run, in completion order, ``run_started`` first and ``done`` last."""
+        started = time.perf_counter()
+        self._loop = asyncio.get_running_loop()
+        await self._start()
+        completed = False
         try:
-            async with analysis_sem:
-                stored = None
-                if store is not None and not options.reanalyze:
-                    stored = await _call(
-                        store, "get_analysis", article.content_hash, options.model, PROMPT_VERSION
-                    )
-                if stored is not None:
-                    counters.analyzed += 1
-                    counters.from_cache += 1
-                    finished.append((article, stored.analysis))
-                    topic_by = stored.topic_by if stored.topic_by in ("llm", "embedding") else "llm"
-                    emit(
-                        _ready(
-                            article,
-                            stored.analysis,
-                            cached=True,
-                            story=stored.story,
-                            model=options.model,
-                            topic_by=topic_by,
-                        )
-                    )
-                    return
+            yield RunStarted(run_id=self.run_id, sources=self._source_names(), model=self.options.model)
+            await self._prepare()
+            async for event in self._stream():
+                yield event
+            completed = not self._stopped
+        finally:
+            await self._close()
+            if not completed:
+                await self._record_stopped(started)
+        if completed:
+            yield await self._finish(started)
 
-                def on_delta(text: str, _id: str = article.id, _src: str = article.source) -> None:
-                    if options.deltas:
-                        emit(AnalysisDelta(source=_src, id=_id, text=text))
+    def cancel(self) -> None:
+        """Stop the run: what is in flight is cancelled, what finished stays stored."""
+        if self._loop is None or self._loop.is_closed():
+            self._stopped = True
+            return
+        self._loop.call_soon_threadsafe(self._stop)
 
-                if options.full_text and article.url.startswith("http"):
-                    with contextlib.suppress(SourceError):
-                        article = article.model_copy(
-                            update={
-                                "text": await fetcher.fetch_article_text(article.url)
-                                or article.text
-                            }
-                        )
-                result: AnalysisResult = await analyze_article(
-                    article,
-                    gateway,
-                    model=options.model,
-                    topic_fn=topic_fn,
-                    llm_topic=llm_topic,
-                    lang=options.lang,
-                    api_base=options.api_base,
-                    on_delta=on_delta,
-                    cache="refresh" if options.reanalyze else "use",
-                )
-            story = (
-                await asyncio.to_thread(embedding.story_for, article.id, result.vector)
-                if embedding
-                else None
-            )
-            if store is not None:
-                await _call(
-                    store,
-                    "save_analysis",
-                    article,
-                    result.analysis,
-                    model=options.model,
-                    prompt_version=PROMPT_VERSION,
-                    run_id=run_id,
-                    story=story,
-                    topic_by=result.topic_by,
-                    vector=result.vector,
-                    latency=result.latency,
-                )
-            counters.analyzed += 1
-            if result.cached:
-                counters.from_cache += 1
-            counters.prompt_tokens += result.prompt_tokens
-            counters.completion_tokens += result.completion_tokens
-            counters.cost += result.cost
-            counters.sum_latency += result.latency
-            finished.append((article, result.analysis))
-            emit(
-                _ready(
-                    article,
-                    result.analysis,
-                    cached=result.cached,
-                    story=story,
-                    model=result.model,
-                    latency=result.latency,
-                    topic_by=result.topic_by,
-                )
-            )
-        except NewsdeskError as exc:
-            counters.failed += 1
-            emit(
-                AnalysisFailed(
-                    source=article.source,
-                    id=article.id,
-                    url=article.url,
-                    title=article.title,
-                    reason=str(exc),
-                )
-            )
-        except Exception as exc:  # one article's bug must not end the run
-            counters.failed += 1
-            emit(
-                AnalysisFailed(
-                    source=article.source,
-                    id=article.id,
-                    url=article.url,
-                    title=article.title,
-                    reason=f"unexpected {type(exc).__name__}: {exc}",
-                )
-            )
+    def _stop(self) -> None:
+        self._stopped = True
+        self._queue.put_nowait(None)
 
-    def schedule(article: Article) -> None:
-        task = asyncio.create_task(analyze(article))
-        analysis_tasks.add(task)
-        task.add_done_callback(analysis_tasks.discard)
+    async def _stream(self) -> AsyncIterator[Event]:
+        if self._stopped:
+            return
+        for source in self.options.sources:
+            self._spawn(self.take_source(source))
+        if not self._tasks:
+            return
+        while (event := await self._queue.get()) is not None:
+            yield event
+        if self.options.digest and self._finished and not self._stopped:
+            async for digest in _digests(self._finished, self.gateway, self.options):
+                yield digest
 
-    async def take_source(source: Source) -> None:
+    def _emit(self, event: Event) -> None:
+        self._queue.put_nowait(event)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        # A source spawns its analyses before it finishes, so the set empties only at the end.
+        if not self._tasks:
+            self._queue.put_nowait(None)
+
+    # ---- start and finish -----------------------------------------------------------------
+
+    def _source_names(self) -> list[str]:
+        return [s.name for s in self.options.sources]
+
+    async def _start(self) -> None:
+        run_id = None
+        if self.store is not None:
+            run_id = await self.store.start_run(model=self.options.model, sources=self._source_names())
+        self.run_id = run_id or time.strftime("%Y%m%dT%H%M%S")
+        self.done = RunDone(run_id=self.run_id)
+
+    async def _prepare(self) -> None:
+        """The embedding step, the fetcher and the executor, unless they were given."""
+        embedding = await asyncio.to_thread(load_embedding, self.options.embeddings)
+        self._stories = Stories() if embedding is not None else None
+        self._llm_topic = wants_llm_topic(
+            self.options.topic_mode, self.options.model, embedding is not None
+        )
+        if self._fetcher is None:
+            kw: dict[str, Any] = {"concurrency": self.options.fetch_concurrency}
+            if self.options.fetch_timeout is not None:
+                kw["timeout"] = self.options.fetch_timeout
+            self._fetcher = Fetcher(**kw)
+            self._owned.append(self._fetcher.aclose)
+        if self._executor is None:
+            local = LocalExecutor(self.gateway, embedding=embedding, fetcher=self._fetcher)
+            self._executor = local
+            self._owned.append(local.aclose)
+
+    async def _close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for aclose in reversed(self._owned):
+            with contextlib.suppress(Exception):
+                await aclose()
+        self._owned.clear()
+
+    async def _finish(self, started: float) -> RunDone:
+        done = self.done
+        done.wall = time.perf_counter() - started
+        done.saved = max(0.0, done.sum_latency - done.wall)
+        if self.store is not None:
+            await self.store.finish_run(self.run_id, done.model_dump(mode="json"))
+        return done
+
+    async def _record_stopped(self, started: float) -> None:
+        """A stopped or broken run is recorded as ended (``cancelled``), not left "running"."""
+        if self.store is None or not self.run_id:
+            return
+        self.done.wall = time.perf_counter() - started
+        stats = {**self.done.model_dump(mode="json"), "cancelled": True}
+        with contextlib.suppress(Exception):  # never hide why the run ended
+            await self.store.finish_run(self.run_id, stats)
+
+    # ---- a source -------------------------------------------------------------------------
+
+    async def take_source(self, source: Source) -> None:
+        """Fetch and parse one source, report it and its articles, hand the new ones to analysis."""
         t0 = time.perf_counter()
         try:
-            validators = None
-            if store is not None:
-                etag, modified = await _call(store, "source_validators", source.url)
-                if etag or modified:
-                    validators = Validators(etag=etag, last_modified=modified)
-            result = await fetcher.fetch(source, validators)
-            warnings: list[str] = []
-            if result.not_modified:
-                # 304: no parsing, no analysis; the articles it carried last time come from the store.
-                articles = (
-                    await _call(store, "last_articles", source.url) if store is not None else []
-                )
-            else:
-                parsed = await asyncio.to_thread(
-                    parse_feed, result.body, source, content_type=result.content_type
-                )
-                articles, warnings = parsed.articles, parsed.warnings
-            if source.max_articles is not None:
-                articles = articles[: source.max_articles]
-            if store is not None:
-                # Every article the source carried is stored (duplicates and those past --limit
-                # too), so a later 304 can hand back all of them; a 304 is a success as well,
-                # and keeps the validators when the server did not repeat them.
-                old = validators or Validators()
-                await asyncio.to_thread(
-                    _record_fetch,
-                    store,
-                    source,
-                    list(articles),
-                    etag=result.etag or old.etag,
-                    last_modified=result.last_modified or old.last_modified,
-                )
-            counters.sources_ok += 1
+            result, articles, warnings = await self._fetch(source)
+            self.done.sources_ok += 1
             # Dedup and budget are decided without awaiting, then the events go out in order
             # (source_ok, its articles) and only then are the analyses started: an analysis
             # event can never overtake the article event it belongs to.
-            new = 0
-            events: list[Any] = []
-            to_analyze: list[Article] = []
-            merged: list[Article] = []
-            for article in articles:
-                kept = dedup.add(article)
-                if kept is None:
-                    counters.duplicates += 1
-                    dup = dedup.find_duplicate(article)
-                    events.append(
-                        ArticleFound(
-                            source=source.name,
-                            id=article.id,
-                            url=article.url,
-                            title=article.title,
-                            published=article.published,
-                            sources=list(dup.kept.sources) if dup else [source.name],
-                            duplicate_of=dup.kept.id if dup else None,
-                        )
-                    )
-                    if dup is not None:
-                        merged.append(dup.kept)
-                    continue
-                if budget[0] <= 0:
-                    continue
-                budget[0] -= 1
-                new += 1
-                counters.articles += 1
-                events.append(
-                    ArticleFound(
-                        source=source.name,
-                        id=kept.id,
-                        url=kept.url,
-                        title=kept.title,
-                        published=kept.published,
-                        sources=list(kept.sources),
-                    )
-                )
-                to_analyze.append(kept)
-            emit(
+            found, to_analyze, merged = self._sort(source, articles)
+            self._emit(
                 SourceOk(
                     source=source.name,
                     url=source.url,
                     articles=len(articles),
-                    new_articles=new,
+                    new_articles=len(to_analyze),
                     not_modified=result.not_modified,
                     warnings=warnings,
                     elapsed=time.perf_counter() - t0,
                 )
             )
-            for ev in events:
-                emit(ev)
+            for event in found:
+                self._emit(event)
             for article in to_analyze:
-                schedule(article)
-            if merged and store is not None:
-                # the kept copies now list this source too
-                await asyncio.to_thread(_upsert_all, store, merged)
+                self._spawn(self.analyze(article))
+            if merged and self.store is not None:
+                await self.store.upsert_articles(merged)  # the kept copies now list this source too
         except SourceError as exc:
-            counters.sources_failed += 1
-            counters.failures[source.name] = exc.reason
-            if store is not None:
-                await _call(store, "record_source_error", source, exc.reason)
-            emit(SourceFailed(source=source.name, url=source.url, reason=exc.reason))
+            self._source_failed(source, exc.reason)
+            if self.store is not None:
+                with contextlib.suppress(NewsdeskError):  # the failure is reported all the same
+                    await self.store.record_source_error(source, exc.reason)
         except Exception as exc:
-            counters.sources_failed += 1
-            reason = f"unexpected {type(exc).__name__}: {exc}"
-            counters.failures[source.name] = reason
-            emit(SourceFailed(source=source.name, url=source.url, reason=reason))
+            self._source_failed(source, f"unexpected {type(exc).__name__}: {exc}")
 
-    fetch_kw: dict[str, Any] = {"concurrency": options.fetch_concurrency}
-    if options.fetch_timeout is not None:
-        fetch_kw["timeout"] = options.fetch_timeout
-    fetcher = Fetcher(**fetch_kw)
-    source_tasks = [asyncio.create_task(take_source(s)) for s in options.sources]
-    sentinel = object()
+    async def _fetch(self, source: Source) -> tuple[FetchResult, list[Article], list[str]]:
+        """The source's articles, from the network, or from the store when it answers 304."""
+        assert self._fetcher is not None
+        validators = None
+        if self.store is not None:
+            etag, modified = await self.store.source_validators(source.url)
+            if etag or modified:
+                validators = Validators(etag=etag, last_modified=modified)
+        result = await self._fetcher.fetch(source, validators)
+        warnings: list[str] = []
+        if result.not_modified:
+            # 304: no parsing, no analysis; the articles it carried last time come from the store.
+            articles = await self.store.last_articles(source.url) if self.store is not None else []
+        else:
+            parsed = await asyncio.to_thread(
+                parse_feed, result.body, source, content_type=result.content_type
+            )
+            articles, warnings = parsed.articles, parsed.warnings
+        if source.max_articles is not None:
+            articles = articles[: source.max_articles]
+        if self.store is not None:
+            # Every article the source carried is stored (duplicates and those past the limit
+            # too), so a later 304 can hand back all of them; a 304 is a success as well, and
+            # keeps the validators when the server did not repeat them.
+            old = validators or Validators()
+            await self.store.record_fetch(
+                source,
+                list(articles),
+                etag=result.etag or old.etag,
+                last_modified=result.last_modified or old.last_modified,
+            )
+        return result, articles, warnings
 
-    async def watcher() -> None:
-        await asyncio.gather(*source_tasks, return_exceptions=True)
-        while analysis_tasks:
-            await asyncio.gather(*list(analysis_tasks), return_exceptions=True)
-        queue.put_nowait(sentinel)
+    def _sort(
+        self, source: Source, articles: list[Article]
+    ) -> tuple[list[ArticleFound], list[Article], list[Article]]:
+        """(article events, the new articles to analyze, kept copies that gained this source)."""
+        found: list[ArticleFound] = []
+        to_analyze: list[Article] = []
+        merged: list[Article] = []
+        for article in articles:
+            kept = self._dedup.add(article)
+            if kept is None:
+                self.done.duplicates += 1
+                dup = self._dedup.find_duplicate(article)
+                found.append(
+                    _found(
+                        article,
+                        source.name,
+                        sources=list(dup.kept.sources) if dup else [source.name],
+                        duplicate_of=dup.kept.id if dup else None,
+                    )
+                )
+                if dup is not None:
+                    merged.append(dup.kept)
+                continue
+            if self._budget is not None:
+                if self._budget <= 0:
+                    continue
+                self._budget -= 1
+            self.done.articles += 1
+            found.append(_found(kept, source.name, sources=list(kept.sources)))
+            to_analyze.append(kept)
+        return found, to_analyze, merged
 
-    watch = asyncio.create_task(watcher())
-    try:
-        while True:
-            item = await queue.get()
-            if item is sentinel:
-                break
-            yield item
-        if options.digest and finished:
-            async for ev in _digests(finished, gateway, options):
-                yield ev
-    finally:
-        for t in [*source_tasks, *analysis_tasks, watch]:
-            t.cancel()
-        await asyncio.gather(*source_tasks, *analysis_tasks, watch, return_exceptions=True)
-        await fetcher.aclose()
+    def _source_failed(self, source: Source, reason: str) -> None:
+        self.done.sources_failed += 1
+        self.done.failures[source.name] = reason
+        self._emit(SourceFailed(source=source.name, url=source.url, reason=reason))
 
-    wall = time.perf_counter() - started
-    done = counters
-    done.wall = wall
-    done.saved = max(0.0, done.sum_latency - wall)
-    if store is not None:
-        await _call(store, "finish_run", run_id, done.model_dump(mode="json"))
-    yield done
+    # ---- an article -----------------------------------------------------------------------
+
+    async def analyze(self, article: Article) -> None:
+        """Analyze one article (or replay its stored analysis), save it, report it."""
+        assert self._executor is not None
+        try:
+            async with self._slots:
+                if await self._replay_stored(article):
+                    return
+                result = await self._executor.analyze(self._job(article), self._deltas(article))
+            await self._save(article, result)
+        except NewsdeskError as exc:
+            self._analysis_failed(article, str(exc))
+        except Exception as exc:  # one article's bug must not end the run
+            self._analysis_failed(article, f"unexpected {type(exc).__name__}: {exc}")
+
+    def _job(self, article: Article) -> AnalysisJob:
+        o = self.options
+        return AnalysisJob(
+            article=article,
+            model=o.model,
+            api_base=o.api_base,
+            llm_topic=self._llm_topic,
+            lang=o.lang,
+            cache="refresh" if o.reanalyze else "use",
+            full_text=o.full_text,
+        )
+
+    def _deltas(self, article: Article) -> Callable[[str], None] | None:
+        if not self.options.deltas:
+            return None
+
+        def on_delta(text: str) -> None:
+            self._emit(AnalysisDelta(source=article.source, id=article.id, text=text))
+
+        return on_delta
+
+    async def _replay_stored(self, article: Article) -> bool:
+        """Report the stored analysis of this content by this model and prompt, if there is one."""
+        if self.store is None or self.options.reanalyze:
+            return False
+        stored = await self.store.get_analysis(
+            article.content_hash, self.options.model, PROMPT_VERSION
+        )
+        if stored is None:
+            return False
+        self.done.analyzed += 1
+        self.done.from_cache += 1
+        self._finished.append((article, stored.analysis))
+        topic_by = stored.topic_by if stored.topic_by in ("llm", "embedding") else "llm"
+        self._emit(
+            _ready(
+                article,
+                stored.analysis,
+                cached=True,
+                story=stored.story,
+                model=self.options.model,
+                topic_by=topic_by,
+            )
+        )
+        return True
+
+    async def _save(self, article: Article, result: AnalysisResult) -> None:
+        """Story, store (committed), counters, then the event: in that order."""
+        story = None
+        if self._stories is not None:
+            story = await asyncio.to_thread(self._stories.story_for, article.id, result.vector)
+        if self.store is not None:
+            await self.store.save_analysis(
+                article,
+                result.analysis,
+                model=self.options.model,
+                prompt_version=PROMPT_VERSION,
+                run_id=self.run_id,
+                story=story,
+                topic_by=result.topic_by,
+                vector=result.vector,
+                latency=result.latency,
+            )
+        done = self.done
+        done.analyzed += 1
+        done.from_cache += int(result.cached)
+        done.prompt_tokens += result.prompt_tokens
+        done.completion_tokens += result.completion_tokens
+        done.cost += result.cost
+        done.sum_latency += result.latency
+        self._finished.append((article, result.analysis))
+        self._emit(
+            _ready(
+                article,
+                result.analysis,
+                cached=result.cached,
+                story=story,
+                model=result.model,
+                latency=result.latency,
+                topic_by=result.topic_by,
+            )
+        )
+
+    def _analysis_failed(self, article: Article, reason: str) -> None:
+        self.done.failed += 1
+        self._emit(
+            AnalysisFailed(
+                source=article.source,
+                id=article.id,
+                url=article.url,
+                title=article.title,
+                reason=reason,
+            )
+        )
+
+
+def run_pipeline(
+    options: PipelineOptions,
+    *,
+    gateway: Gateway,
+    store: RunStore | Store | None = None,
+    fetcher: Fetcher | None = None,
+    executor: AnalysisExecutor | None = None,
+) -> AsyncIterator[Event]:
+    """Yield pipeline events until every source is fetched and every article analyzed."""
+    return NewsRun(options, gateway=gateway, store=store, fetcher=fetcher, executor=executor).events()
 
 
 async def _digests(
@@ -429,24 +496,15 @@ async def _digests(
         yield DigestReady(topic=topic, summary=text, articles=len(by_topic[topic]))
 
 
-def _record_fetch(
-    store: Any,
-    source: Source,
-    articles: list[Article],
-    *,
-    etag: str | None,
-    last_modified: str | None,
-) -> None:
-    """One successful fetch, in one worker-thread hop: its articles, then the source's state."""
-    _upsert_all(store, articles)
-    store.record_source_ok(
-        source, etag=etag, last_modified=last_modified, article_ids=[a.id for a in articles]
+def _found(article: Article, source: str, **fields: Any) -> ArticleFound:
+    return ArticleFound(
+        source=source,
+        id=article.id,
+        url=article.url,
+        title=article.title,
+        published=article.published,
+        **fields,
     )
-
-
-def _upsert_all(store: Any, articles: list[Article]) -> None:
-    for article in articles:
-        store.upsert_article(article)
 
 
 def _ready(article: Article, analysis: ArticleAnalysis, **fields: Any) -> AnalysisReady:
@@ -460,9 +518,3 @@ def _ready(article: Article, analysis: ArticleAnalysis, **fields: Any) -> Analys
         sources=list(article.sources),
         **fields,
     )
-
-
-async def _call(store: Any, method: str, *args: Any, **kwargs: Any) -> Any:
-    """Store calls are short SQLite transactions; run them off the event loop all the same."""
-    fn: Callable[..., Any] = getattr(store, method)
-    return await asyncio.to_thread(fn, *args, **kwargs)

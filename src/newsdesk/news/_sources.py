@@ -25,15 +25,15 @@ log = logging.getLogger("newsdesk.sources")
 _TOML_KEYS = frozenset({"name", "url", "category", "timeout", "max_articles"})
 
 
-def resolve_sources(specs: Iterable[str | Path]) -> list[Source]:
+def resolve_sources(specs: Iterable[str | Path | Source]) -> list[Source]:
     """Sources for each thing the user gave, in order; names are made unique.
 
-    A spec is an http(s) URL, a ``file://`` URL or path to a feed file, an ``.opml`` file, or a
-    ``.toml`` sources file.
+    A spec is an http(s) URL, a ``file://`` URL or path to a feed file, an ``.opml`` file, a
+    ``.toml`` sources file, or a ``Source`` (kept as it is).
     """
     sources: list[Source] = []
     for spec in specs:
-        sources.extend(_resolve_one(spec))
+        sources.extend([spec] if isinstance(spec, Source) else _resolve_one(spec))
     return _unique_names(sources)
 
 

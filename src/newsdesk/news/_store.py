@@ -40,7 +40,7 @@ __all__ = ["RunRecord", "RunStatus", "SourceHealth", "Store", "StoredAnalysis", 
 # Seconds a write waits for another process's write to finish before giving up.
 BUSY_TIMEOUT = 10.0
 
-RunStatus = Literal["running", "finished", "interrupted"]
+RunStatus = Literal["running", "finished", "cancelled", "interrupted"]
 
 
 class SourceHealth(BaseModel):
@@ -609,7 +609,8 @@ class Store:
                 raise StoreError(f"no run {run_id!r} in the store {self.path}")
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
-        """Newest first. An unfinished run is "running" while the process that started it is
+        """Newest first. A finished run is "finished", or "cancelled" when it was stopped before
+        its end. An unfinished run is "running" while the process that started it is
         alive and "interrupted" once it is gone (crashed or killed). A run started on another
         host cannot be checked and shows as "running"."""
         with self._guard("read runs") as conn:
@@ -620,8 +621,10 @@ class Store:
         out: list[RunRecord] = []
         for r in rows:
             status: RunStatus
+            stats = json.loads(r["stats"])
             if r["finished_at"] is not None:
-                status = "finished"
+                # a run stopped before its end (a closed stream, Ctrl-C) records why
+                status = "cancelled" if stats.get("cancelled") else "finished"
             elif r["host"] not in (None, host) or r["pid"] == os.getpid():
                 status = "running"
             else:
@@ -633,7 +636,7 @@ class Store:
                     finished_at=_parse(r["finished_at"]),
                     model=r["model"],
                     sources=json.loads(r["sources"]),
-                    stats=json.loads(r["stats"]),
+                    stats=stats,
                     pid=r["pid"],
                     status=status,
                 )

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsdesk.web._text import md_text, message_text
+
+if TYPE_CHECKING:
+    from newsdesk.web._context import WebContext
 
 MAX_SHOWN = 1500  # characters of a tool result shown in the chat
 
@@ -119,7 +122,7 @@ async def agent_reply(
             yield [dict(m) for m in turns]
 
 
-def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -> None:
+def agent_tab(ctx: WebContext, *, max_steps: int | None = None, label: str = "Agent") -> None:
     """Build the Agent tab (call inside ``gr.Tabs``; ``ctx`` is the app's ``WebContext``).
 
     The agent uses the app's model and API base fields and its store; each question gets a
@@ -163,8 +166,7 @@ def agent_tab(ctx: Any, *, max_steps: int | None = None, label: str = "Agent") -
             api_base: str | None,
             user_key: str | None = None,
         ) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
-            chosen = (model or "").strip() or ctx.default_model
-            base = None if chosen.startswith("local/") else ((api_base or "").strip() or None)
+            chosen, base = ctx.chosen_model(model, api_base)
             # smolagents calls LiteLLM itself: the server's keys only for bases it trusts.
             key = policy.api_key_for(base, user_key) if policy is not None else None
 

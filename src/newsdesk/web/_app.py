@@ -12,15 +12,14 @@ import contextlib
 import importlib
 import importlib.util
 import os
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from newsdesk._exceptions import MissingExtraError, NewsdeskError
 from newsdesk.web._aio import closing
+from newsdesk.web._context import TabBuilder, WebContext, api_base_for
 from newsdesk.web._security import KeyGuardBackend, KeyPolicy, LoginGuard
 from newsdesk.web._text import md_text, message_text
 
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from newsdesk._client import Gateway
-    from newsdesk.news._store import Store
 
 CHAT_UPDATE_INTERVAL = 0.04  # seconds between chat UI updates (a token at a time at ~25/s)
 DEFAULT_CONCURRENCY = 8  # events of one kind running at once across all sessions (>= 4 sessions)
@@ -41,24 +39,8 @@ footer { display: none !important; }
 """
 
 
-@dataclass
-class WebContext:
-    """What a tab builder gets: the shared gateway and store, and the app-wide model settings
-    (components: use them as event inputs to get the user's current choice).
+__all__ = ["TabBuilder", "WebContext", "api_base_for", "build_app", "register_tab", "serve"]
 
-    ``key_policy`` says which bases may get the server's API keys; ``api_key`` is the user's
-    own key field (for a base of their own): pass ``key_policy.api_key_for(base, user_key)``."""
-
-    gateway: Gateway
-    store: Store
-    model: gr.Dropdown
-    api_base: gr.Textbox
-    default_model: str
-    key_policy: KeyPolicy = field(default_factory=KeyPolicy)
-    api_key: gr.Textbox | None = None
-
-
-TabBuilder = Callable[[WebContext], None]
 _registered: list[TabBuilder] = []
 
 
@@ -106,7 +88,7 @@ def build_app(
     gr = import_gradio()
     from newsdesk._client import Gateway
     from newsdesk._config import default_model
-    from newsdesk.news._store import Store
+    from newsdesk.news import NewsDesk, Store
     from newsdesk.web._history import build_history_tab
     from newsdesk.web._news import build_news_tab
 
@@ -118,7 +100,7 @@ def build_app(
         cache=cache if cache is not None else "disk",
         backend=KeyGuardBackend(LiteLLMBackend(), policy),
     )
-    store = Store(store_path)
+    desk = NewsDesk(gateway=gw, store=Store(store_path))
     chosen = model or default_model()
     choices = [chosen, *[c for c in MODEL_CHOICES if c != chosen]]
 
@@ -150,8 +132,7 @@ def build_app(
                 scale=1,
             )
         ctx = WebContext(
-            gateway=gw,
-            store=store,
+            desk=desk,
             model=model_box,
             api_base=api_base_box,
             default_model=chosen,
@@ -170,13 +151,6 @@ def build_app(
 
 
 # ---------------------------------------------------------------- chat
-
-
-def api_base_for(model: str, api_base: str | None) -> str | None:
-    """The API base to use: none for the embedded model (the field may still hold a server's)."""
-    if model.startswith("local/"):
-        return None
-    return (api_base or "").strip() or None
 
 
 def _chat_request(
@@ -393,14 +367,6 @@ def launch_kwargs(
     }
 
 
-def _warm_up() -> None:
-    """Import LiteLLM in the background so the first chat reply does not wait for it."""
-    with contextlib.suppress(Exception):
-        from newsdesk._backend import import_litellm
-
-        import_litellm()
-
-
 def serve(
     host: str = "127.0.0.1",
     port: int = 7860,
@@ -420,7 +386,8 @@ def serve(
     Web users must not reach the server's own network: feeds and pages on loopback, private,
     link-local and metadata addresses are refused unless ``allow_private_sources``.
     """
-    from newsdesk.news._fetch import refuse_private_addresses
+    from newsdesk._backend import import_litellm
+    from newsdesk.news import refuse_private_addresses
 
     refuse_private_addresses(not allow_private_sources)
     demo = build_app(
@@ -430,7 +397,11 @@ def serve(
         cache=cache,
         allowed_api_bases=allow_api_bases,
     )
-    threading.Thread(target=_warm_up, name="newsdesk-warm-up", daemon=True).start()
+    # LiteLLM is imported before the server starts, so the first chat reply does not wait for
+    # it. Not in a background thread: one still importing at interpreter exit deadlocked
+    # shutdown elsewhere (see _backend's warm-up).
+    with contextlib.suppress(Exception):
+        import_litellm()
     demo.launch(prevent_thread_lock=not block, **launch_kwargs(host, port, auth, quiet=quiet))
     if block:  # the server has stopped (Ctrl-C)
         ctx: WebContext = getattr(demo, "newsdesk_context")  # noqa: B009

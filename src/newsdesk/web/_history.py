@@ -1,5 +1,5 @@
 """The History tab: past runs, source health, and stored analyses filtered by topic, source,
-date and meaning (the same ``search_store`` the ``newsdesk show`` command uses)."""
+date and meaning (the same ``NewsDesk.search`` the ``newsdesk show`` command uses)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newsdesk._exceptions import NewsdeskError
+from newsdesk.news import TOPICS, NewsDesk, Store, StoredAnalysis
+from newsdesk.web._context import WebContext
 from newsdesk.web._news import CellType, analysis_markdown, selected_number
-from newsdesk.web._text import clip
+from newsdesk.web._text import clip, md_text
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from newsdesk.web._app import WebContext
 
 ANY = "(any)"
 RESULT_COLUMNS = [
@@ -49,19 +49,18 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""
 
 
-def runs_frame(store: Any, limit: int = 50) -> pd.DataFrame:
+def runs_frame(desk: NewsDesk, limit: int = 50) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    for r in store.list_runs(limit=limit):
+    for r in desk.history(limit=limit):
         s = r.stats or {}
-        status = "cancelled" if s.get("cancelled") else r.status
         wall = f"{s['wall']:.1f} s" if isinstance(s.get("wall"), (int, float)) else ""
         rows.append(
             [
                 r.id,
                 _when(r.started_at),
-                status,
+                r.status,
                 r.model,
                 ", ".join(r.sources),
                 str(s.get("analyzed", "")),
@@ -72,35 +71,32 @@ def runs_frame(store: Any, limit: int = 50) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def sources_frame(store: Any) -> pd.DataFrame:
+def sources_frame(desk: NewsDesk) -> pd.DataFrame:
     import pandas as pd
 
     rows = [
         [h.name, h.url, _when(h.last_success), h.last_error or "", h.consecutive_failures]
-        for h in store.source_health()
+        for h in desk.source_health()
     ]
     return pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
 
 def search(
-    store: Any,
+    desk: NewsDesk,
     *,
     topic: str | None,
     source: str | None,
     since: str | None,
     query: str | None,
     limit: int = 100,
-) -> tuple[pd.DataFrame, list[Any]]:
+) -> tuple[pd.DataFrame, list[StoredAnalysis]]:
     """Stored analyses matching the filters (ranked by meaning when ``query`` is given)."""
     import pandas as pd
 
-    from newsdesk.cli._news_run import parse_since, search_store
-
-    found = search_store(
-        store,
+    found = desk.search(
         topic=None if topic in (None, "", ANY) else topic,
         source=None if source in (None, "", ANY) else source,
-        since=parse_since((since or "").strip() or None),
+        since=(since or "").strip() or None,
         query=(query or "").strip() or None,
         limit=limit,
     )
@@ -126,7 +122,7 @@ def search(
     return pd.DataFrame(data, columns=RESULT_COLUMNS), items
 
 
-def stored_detail(items: list[Any], n: int, store: Any) -> str:
+def stored_detail(items: list[StoredAnalysis], n: int, store: Store) -> str:
     if not 1 <= n <= len(items):
         return ""
     r = items[n - 1]
@@ -152,9 +148,6 @@ def stored_detail(items: list[Any], n: int, store: Any) -> str:
 
 def build_history_tab(ctx: WebContext) -> None:
     import gradio as gr
-
-    from newsdesk.news._models import TOPICS
-    from newsdesk.web._text import md_text
 
     with gr.Tab("History", id="history", elem_id="tab-history") as tab:
         with gr.Row():
@@ -205,7 +198,7 @@ def build_history_tab(ctx: WebContext) -> None:
         async def do_search(t: str, s: str, since_text: str, q: str) -> tuple[Any, ...]:
             try:
                 frame, items = await asyncio.to_thread(
-                    search, ctx.store, topic=t, source=s, since=since_text, query=q
+                    search, ctx.desk, topic=t, source=s, since=since_text, query=q
                 )
             except NewsdeskError as exc:
                 return gr.skip(), [], f"**Error:** {md_text(exc)}", ""
@@ -221,8 +214,8 @@ def build_history_tab(ctx: WebContext) -> None:
 
         async def refresh() -> tuple[Any, ...]:
             try:
-                run_df = await asyncio.to_thread(runs_frame, ctx.store)
-                src_df = await asyncio.to_thread(sources_frame, ctx.store)
+                run_df = await asyncio.to_thread(runs_frame, ctx.desk)
+                src_df = await asyncio.to_thread(sources_frame, ctx.desk)
             except Exception as exc:
                 return gr.skip(), gr.skip(), gr.skip(), f"**Error:** {md_text(exc)}"
             names = sorted(set(src_df["source"].tolist()))

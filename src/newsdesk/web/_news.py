@@ -2,7 +2,7 @@
 
 ``NewsRunView`` folds the pipeline's events into what the tab shows (pure Python + pandas, easy
 to test); ``build_news_tab`` wires it to Gradio. The run handler is an async generator that
-consumes ``run_pipeline`` through ``paced`` so the browser gets a few updates a second however
+consumes ``NewsDesk.run`` through ``paced`` so the browser gets a few updates a second however
 fast events arrive, and cancelling the handler (Stop, a closed tab) cancels the whole run.
 """
 
@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from newsdesk._exceptions import ConfigError, NewsdeskError
-from newsdesk.news._models import ArticleAnalysis, Source
+from newsdesk.news import ArticleAnalysis, Source, demo_sources, resolve_sources
 from newsdesk.web._aio import closing, paced
+from newsdesk.web._context import WebContext
 from newsdesk.web._text import clip, md_link, md_text
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from newsdesk.web._app import WebContext
 
 UPDATE_INTERVAL = 0.3  # seconds between UI updates while a run streams
 TABLE_COLUMNS = ["#", "title", "source(s)", "topic", "tone", "sentiment", "story", "summary"]
@@ -47,8 +46,6 @@ def web_sources(
     Local paths are refused except the uploaded files themselves and the bundled demo feeds: a
     web user must not make the server read its own files (an uploaded sources.toml pointing at
     ``/etc/...`` included)."""
-    from newsdesk.news._sources import demo_sources, resolve_sources
-
     chosen = set(demo_names or [])
     sources = [s for s in demo_sources() if s.name in chosen]
     specs: list[str | Path] = []
@@ -75,17 +72,7 @@ def web_sources(
                 f"source {s.name!r} points at a local path ({s.url}); the web app reads only "
                 "http(s) feeds and uploaded files"
             )
-    return _unique_names([*sources, *own])
-
-
-def _unique_names(sources: list[Source]) -> list[Source]:
-    seen: dict[str, int] = {}
-    out: list[Source] = []
-    for src in sources:
-        count = seen.get(src.name, 0) + 1
-        seen[src.name] = count
-        out.append(src if count == 1 else src.model_copy(update={"name": f"{src.name} ({count})"}))
-    return out
+    return resolve_sources([*sources, *own])  # names made unique across both
 
 
 # ---------------------------------------------------------------- the run's view
@@ -473,8 +460,6 @@ def _plots_empty() -> tuple[Any, Any, Any]:
 def build_news_tab(ctx: WebContext) -> None:
     import gradio as gr
 
-    from newsdesk.news._sources import demo_sources
-
     demo_names = [s.name for s in demo_sources()]
     topics0, sources0, times0 = _plots_empty()
 
@@ -667,18 +652,24 @@ async def _run(
 ) -> AsyncIterator[tuple[Any, ...]]:
     import gradio as gr
 
-    from newsdesk._backend import check_model
-    from newsdesk.news._pipeline import PipelineOptions, run_pipeline
-    from newsdesk.web._app import api_base_for
-
     skip = gr.skip
-    name = (model or "").strip() or ctx.default_model
-    base = api_base_for(name, api_base)
+    name, base = ctx.chosen_model(model, api_base)
     try:
         sources = web_sources(demo_sel, urls_text, uploaded)
         if not sources:
             raise ConfigError("no sources: check a demo feed, enter a URL or upload a file")
-        await asyncio.to_thread(check_model, name, api_base=base)
+        options = await asyncio.to_thread(
+            ctx.desk.prepare,
+            sources,
+            model=name,
+            api_base=base,
+            concurrency=max(1, int(conc or 4)),
+            digest=bool(want_digest),
+            limit=int(max_articles) if max_articles and max_articles > 0 else None,
+            reanalyze=bool(want_reanalyze),
+            embeddings=bool(want_embeddings),
+            deltas=True,
+        )
     except NewsdeskError as exc:
         view = NewsRunView([])
         view.fail(str(exc))
@@ -692,22 +683,12 @@ async def _run(
         )
         return
 
-    options = PipelineOptions(
-        sources=sources,
-        model=name,
-        api_base=base,
-        concurrency=max(1, int(conc or 4)),
-        digest=bool(want_digest),
-        limit=int(max_articles) if max_articles and max_articles > 0 else None,
-        reanalyze=bool(want_reanalyze),
-        embeddings=bool(want_embeddings),
-        deltas=True,
-    )
     view = NewsRunView([s.name for s in sources])
     # First paint: every source "fetching…", empty table and charts.
     yield (view.status_markdown(), "", view.table(), *_plots_empty(), "", view.rows)
     try:
-        events = run_pipeline(options, gateway=ctx.gateway, store=ctx.store)
+        # Closing this stream (Stop, a closed tab) stops the run, which records itself cancelled.
+        events = ctx.desk.run(options)
         async with closing(paced(events, UPDATE_INTERVAL)) as batches:
             async for batch in batches:
                 for ev in batch:
@@ -718,7 +699,6 @@ async def _run(
         yield _render(view, skip)
     except (asyncio.CancelledError, GeneratorExit):
         view.cancelled = True
-        _mark_cancelled(ctx, view)
         raise
     except Exception as exc:  # never a traceback in the page
         view.fail(f"unexpected {type(exc).__name__}: {exc}")
@@ -740,14 +720,3 @@ def _render(view: NewsRunView, skip: Any) -> tuple[Any, ...]:
     )
     view.dirty = set()
     return out
-
-
-def _mark_cancelled(ctx: WebContext, view: NewsRunView) -> None:
-    """A stopped run is recorded as finished-with-``cancelled`` (not left "running")."""
-    if ctx.store is None or view.run_id is None or view.done is not None:
-        return
-    with contextlib.suppress(Exception):
-        ctx.store.finish_run(
-            view.run_id,
-            {"cancelled": True, "analyzed": len(view.rows), "failed": len(view.failures)},
-        )
