@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from newsdesk.news._faithful import (
@@ -144,3 +147,47 @@ def test_title_supports_claims_and_gives_the_lead_when_there_is_no_text() -> Non
     assert summary == "The Mariners win the title." and not rep.changed
     summary, _, _ = repair("The Rovers win the title.", [], "", title="Mariners clinch title")
     assert summary == "Mariners clinch title"
+
+
+# --- through a remote model: the test provider's scripted answer, over HTTP via LiteLLM -----------
+
+
+def _opaque(text: str) -> str:
+    """JSON string escapes for every letter and digit: the scripted answer travels inside the
+    article (the provider reads it from the prompt), and must not make its own claims true."""
+    return "".join(f"\\u{ord(c):04x}" if c.isalnum() else c for c in text)
+
+
+@pytest.mark.timeout(120)  # the first LiteLLM import of a session is slow on a busy machine
+async def test_a_remote_models_invented_figures_never_reach_the_reader(
+    openai_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsdesk import Gateway
+    from newsdesk.news._analyze import analyze_article
+    from newsdesk.news._models import Article
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    answer = {
+        "summary": _opaque("The council approved a $1.2 million budget on Friday."),
+        "topic": "politics",
+        "tone": "neutral",
+        "sentiment": 0.0,
+        "key_facts": [
+            _opaque("2.5, Kestrel Motors will relocate some staff."),
+            _opaque("Three members voted against it."),
+            _opaque("Mayor Sam Fake signed it."),
+        ],
+        "entities": {"people": [], "organizations": [], "places": []},
+    }
+    directive = "[[json:" + json.dumps(answer).replace("\\\\", "\\") + "]]"
+    article = Article(
+        id="b" * 24, source="src", url="https://x.test/2", title="Council passes budget",
+        text=ARTICLE + " " + directive,
+    )  # fmt: skip
+    gw = Gateway(cache="off")
+    try:
+        r = await analyze_article(article, gw, model="openai/test", api_base=openai_server.url)
+    finally:
+        gw.close()
+    assert r.analysis.summary == lead_sentence(ARTICLE)  # the invented $1.2 million is gone
+    assert r.analysis.key_facts == ["Three members voted against it."]
