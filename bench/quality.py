@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-DATA = ROOT.parent / "shared" / "data" / "lee50.txt"
+# ../shared/data next to the repo; a git worktree elsewhere names it with NEWSDESK_EVAL_DATA
+DATA = Path(os.environ.get("NEWSDESK_EVAL_DATA", ROOT.parent / "shared" / "data")) / "lee50.txt"
 LABELS = ROOT / "bench" / "data" / "lee50_labels.json"
 DEFAULT_MODEL = "local/smollm2"
 TEST_SERVER_MODEL = "openai/test-server"
