@@ -19,7 +19,6 @@ import numpy as np
 
 from newsdesk._exceptions import MissingExtraError
 from newsdesk.news._models import TOPICS
-from newsdesk.news._topic_examples import MORE_TOPIC_EXAMPLES
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -235,10 +234,6 @@ TOPIC_EXAMPLES: dict[str, list[str]] = {
         "A new national park will protect the forest from logging and mining.",
     ],
 }
-
-
-# ... and more, written against lee50's confusions (news/_topic_examples.py, docs/QUALITY.md)
-TOPIC_EXAMPLES = {t: [*ex, *MORE_TOPIC_EXAMPLES.get(t, [])] for t, ex in TOPIC_EXAMPLES.items()}
 
 
 def _normalize(x: np.ndarray) -> Vectors:
