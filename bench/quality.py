@@ -944,7 +944,9 @@ async def evaluate(
     return s
 
 
-def load_set(name: str, limit: int | None) -> tuple[list[str], list[str] | None, dict[str, Any]] | str:
+def load_set(
+    name: str, limit: int | None
+) -> tuple[list[str], list[str] | None, dict[str, Any]] | str:
     """(texts, titles or None, labels) of a data set, or why it is not available."""
     if name == "lee50":
         data = load_data()
