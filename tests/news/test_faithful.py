@@ -71,6 +71,8 @@ def test_claims_normalise_numbers_written_out() -> None:
         ("Kestrel Motors will relocate some staff to Saltmarsh.", False),
         ("400 homes were evacuated in Lower Dell.", False),
         ("Мэр поручил откачать воду.", False),
+        ("council approved the harbour budget", False),  # lower case, still a sentence
+        ("which means higher taxes", True),
     ],
 )
 def test_is_fragment(fact: str, fragment: bool) -> None:

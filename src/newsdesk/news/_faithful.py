@@ -249,16 +249,22 @@ _DANGLING = frozenset(
 )
 
 
+_CONTINUATIONS = frozenset(
+    "and but or nor so which who whom whose whereas while because although though of than".split()
+)
+
+
 def is_fragment(fact: str) -> bool:
     """Not a sentence a reader can take alone: starts mid-sentence ("2.5, Kestrel Motors will...",
-    "and the mayor said"), starts lower-case, or ends on a dangling word ("...the council of")."""
+    "and the mayor said") or ends on a dangling word ("...the council of")."""
     f = fact.strip()
     if not f:
         return True
     if re.match(r"^[\d.,]+\s*[,;:)]", f) or re.match(r"^[,;:.)\]–-]", f):
         return True
-    first = f.split()[0]
-    if first[0].isalpha() and first[0].islower():  # uncased scripts have no lower case: pass
+    # a continuation ("and the mayor said...", "which means..."); a fact merely written in lower
+    # case ("council approved the budget") is a sentence all the same
+    if f.split()[0].lower().strip(",;:") in _CONTINUATIONS:
         return True
     last = f.rstrip(" .!?…").rsplit(" ", 1)[-1].lower()
     return last in _DANGLING or f.rstrip().endswith((",", ";", ":"))
