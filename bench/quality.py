@@ -694,6 +694,8 @@ def render(results: list[Scores], *, limit: int | None, dataset: str = "lee50") 
         "≥ 90%",
         [
             f"{_mark(r.topic >= TARGETS['topic'])} {_pct(r.topic)} (lenient {_pct(r.topic_lenient)}; by {r.topic_by})"
+            if r.topic is not None
+            else "not labelled"
             for r in results
         ],
     )
@@ -731,7 +733,9 @@ def render(results: list[Scores], *, limit: int | None, dataset: str = "lee50") 
         "tone accuracy",
         "≥ 85%",
         [
-            f"{_mark(r.tone >= TARGETS['tone'])} {_pct(r.tone)} (said "
+            "not labelled"
+            if not r.tone_counts
+            else f"{_mark(r.tone >= TARGETS['tone'])} {_pct(r.tone)} (said "
             + ", ".join(f"{k} {v}" for k, v in sorted(r.tone_counts.items()))
             + ")"
             for r in results
