@@ -23,7 +23,7 @@ ARTICLE = (
     "Harbor City council approved next year's $1.1 billion budget late on Monday after a "
     "twelve-hour session. The U.S. envoy, Mr. John Howard, said 1,200 jobs and ten million "
     "dollars were at stake. Australian troops watched. Three members voted against it, and "
-    "the plan raises spending by 4.5 per cent."
+    "the plan raises spending by 4.5 per cent from Aug. 1."
 )
 
 
@@ -41,6 +41,9 @@ ARTICLE = (
         ("Spending rises 5%.", ["5"]),
         ("For the first time in 24 months, the council met on Tuesday.", ["24", "tuesday"]),
         ("Three members voted against it in March.", ["march"]),
+        ("The plan goes to the mayor in August.", []),  # the article says "Aug."
+        ("The United States envoy spoke.", []),  # the article says "U.S."
+        ("The United Nations envoy spoke.", ["nations"]),
         ("Australia's troops watched.", []),  # "Australian" in the article: the same name
         ("Prime Minister Howard spoke.", []),  # titles around a name the article gives
         ("Kestrel Motors will relocate staff.", ["kestrel", "motors"]),  # sentence-initial name
