@@ -64,24 +64,31 @@ def requests_for(articles: list[Article]) -> list[Any]:
     return [analysis_request(a, model=MODEL, with_topic=False, cache="off") for a in articles]
 
 
-async def run_batch(reqs: list[Any], concurrency: int) -> dict[str, float]:
+async def run_batch(reqs: list[Any], concurrency: int) -> dict[str, Any]:
     gw = Gateway(cache="off", limits=Limits(concurrency=concurrency))
     sem = asyncio.Semaphore(concurrency)
     tokens = 0
     valid = 0
+    texts: dict[int, str] = {}
 
-    async def one(req: Any) -> None:
+    async def one(i: int, req: Any) -> None:
         nonlocal tokens, valid
         async with sem:
             resp = await gw.complete(req)
             tokens += resp.usage.completion_tokens
-            valid += resp.value is not None
+            valid += resp.value is not None and resp.attempts == 1
+            texts[i] = resp.text
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(one(r) for r in reqs))
-    wall = time.perf_counter() - t0
+    # CPU time as well as wall time: other jobs share the cores, and CPU seconds per token
+    # are far less disturbed by them than wall seconds.
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(one(i, r) for i, r in enumerate(reqs)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     gw.close()
-    return {"wall": wall, "tokens": tokens, "tps": tokens / wall, "valid": valid}
+    return {
+        "wall": wall, "cpu": cpu, "tokens": tokens, "tps": tokens / wall, "cpu_tps": tokens / cpu,
+        "valid": valid, "texts": [texts[i] for i in range(len(reqs))],
+    }  # fmt: skip
 
 
 def chat_params(req: Any) -> dict[str, Any]:
@@ -90,7 +97,7 @@ def chat_params(req: Any) -> dict[str, Any]:
     return _params(kw["messages"], kw)
 
 
-def run_reference(reqs: list[Any]) -> dict[str, float]:
+def run_reference(reqs: list[Any]) -> dict[str, Any]:
     """One at a time through llama-cpp-python's create_chat_completion (the code before batching)."""
     from llama_cpp import Llama
 
@@ -104,16 +111,21 @@ def run_reference(reqs: list[Any]) -> dict[str, float]:
         seed=0,
     )
     tokens = 0
-    t0 = time.perf_counter()
+    texts = []
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for req in reqs:
         out: Any = llama.create_chat_completion(**chat_params(req))
         tokens += out["usage"]["completion_tokens"]
-    wall = time.perf_counter() - t0
+        texts.append(out["choices"][0]["message"]["content"])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     llama.close()
-    return {"wall": wall, "tokens": tokens, "tps": tokens / wall}
+    return {
+        "wall": wall, "cpu": cpu, "tokens": tokens, "tps": tokens / wall, "cpu_tps": tokens / cpu,
+        "texts": texts,
+    }  # fmt: skip
 
 
-def prompt_accounting(reqs: list[Any]) -> dict[str, float]:
+def prompt_accounting(reqs: list[Any]) -> dict[str, Any]:
     prompts = []
     for req in reqs:
         prompts.append(prepare("smollm2", chat_params(req))[0])
@@ -138,6 +150,10 @@ def demo_cold(parallel_env: str | None) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"newsdesk analyze failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return wall
+
+
+def _brief(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in r.items() if k != "texts"}
 
 
 def load() -> str:
@@ -166,32 +182,40 @@ def main() -> None:
     asyncio.run(run_batch(reqs[:1], 1))
     first_eval = engine.stats.prompt_evaluated - before
 
-    results: dict[int, dict[str, float]] = {}
+    results: dict[int, dict[str, Any]] = {}
     evaluated: dict[int, float] = {}
     for c in (1, 2, 4):
         before = engine.stats.prompt_evaluated
         results[c] = asyncio.run(run_batch(reqs, c))
         evaluated[c] = (engine.stats.prompt_evaluated - before) / len(reqs)
-        print(f"concurrency {c}: {results[c]}", file=sys.stderr)
+        print(f"{c} in flight: {_brief(results[c])}", file=sys.stderr)
     reference = run_reference(reqs) if not args.quick else None
     if reference:
-        print(f"reference: {reference}", file=sys.stderr)
+        print(f"reference: {_brief(reference)}", file=sys.stderr)
     demo = None if args.quick else demo_cold(None)
     demo_one = None if args.quick else demo_cold("1")
     load_after = load()
 
-    single = results[1]["tps"]
+    single, single_cpu = results[1]["tps"], results[1]["cpu_tps"]
     rows = [
-        "| analyses in flight | wall (s) | completion tokens | aggregate tokens/s | × one at a time | valid JSON |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| analyses in flight | wall (s) | CPU (s) | completion tokens | tokens/s (wall) | × one at a time "
+        "| tokens per CPU-second | × one at a time | valid JSON, first try | text = 1 in flight |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for c, r in results.items():
-        rows.append(
-            f"| {c} | {r['wall']:.1f} | {r['tokens']} | {r['tps']:.1f} | {r['tps'] / single:.2f}× | {r['valid']}/{len(reqs)} |"
+
+    def row(name: str, r: dict[str, Any], valid: str) -> str:
+        same = sum(a == b for a, b in zip(r["texts"], results[1]["texts"], strict=True))
+        return (
+            f"| {name} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['tokens']} | {r['tps']:.1f} "
+            f"| {r['tps'] / single:.2f}× | {r['cpu_tps']:.1f} | {r['cpu_tps'] / single_cpu:.2f}× "
+            f"| {valid} | {same}/{len(reqs)} |"
         )
+
+    for c, r in results.items():
+        rows.append(row(str(c), r, f"{r['valid']}/{len(reqs)}"))
     if reference:
         rows.append(
-            f"| 1, llama-cpp-python `create_chat_completion` (before batching) | {reference['wall']:.1f} | {reference['tokens']} | {reference['tps']:.1f} | {reference['tps'] / single:.2f}× | — |"
+            row("1, llama-cpp-python `create_chat_completion` (before batching)", reference, "—")
         )
     body = [
         f"{len(reqs)} demo articles, each a real analysis request (the pipeline's prompt and JSON schema, temperature 0, "
@@ -222,6 +246,20 @@ def main() -> None:
             f"| default (4 sequences) | {demo:.1f} |",
             f"| `NEWSDESK_LOCAL_PARALLEL=1` (one sequence, prefix reuse kept) | {demo_one:.1f} |",
         ]
+    r4 = results[4]
+    body += [
+        "",
+        f"4 in flight against 1: {r4['cpu_tps'] / single_cpu:.2f}× the tokens per CPU-second, "
+        f"{r4['tps'] / single:.2f}× per wall-second. "
+        + (
+            "That is below the 1.5× the issue asked for: on this CPU llama.cpp spends about the same "
+            "CPU time per token whether 1 or 4 sequences share a step (a bare `llama_decode` of 4 tokens "
+            "took 2.9-3.6× one token, 1 thread), so batching buys every analysis streaming at once, "
+            "not throughput; the prefix reuse is the saving that remains."
+            if r4["cpu_tps"] / single_cpu < 1.5
+            else "Batching pays on this machine."
+        ),
+    ]
     body += [
         "",
         f"Machine load (`uptime`) before: `{load_before}`; after: `{load_after}`. "

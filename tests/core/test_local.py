@@ -132,7 +132,25 @@ def _reference(req: Request) -> str:
         llama.close()
 
 
+async def test_one_sequence_matches_llama_cpp_python() -> None:
+    """Alone in the engine and with no prefix to reuse, the answer is token for token what
+    llama-cpp-python's own create_chat_completion gives (same prompt, grammar, sampling)."""
+    from newsdesk._local import get_engine
+
+    engine = get_engine("smollm2")
+    hits = engine.stats.prefix_hits
+    req = verdict_request(HEADLINES[0], _system(uuid.uuid4().hex))
+    resp = await Gateway(cache="off").complete(req)
+    assert engine.stats.prefix_hits == hits
+    assert resp.text == _reference(req)
+
+
 async def test_four_concurrent_generations_are_batched_and_valid() -> None:
+    """Four at once decode in the same steps, each under its own grammar. Their text is not
+    asserted equal to one-at-a-time decoding: llama.cpp's float sums differ with the batch
+    (kernels, the attention span of the shared cell pool), and greedy decoding follows a near
+    tie either way - measured on 8 demo analyses, 2 of 8 texts came out identical at 1 and 4
+    in flight, all valid under the schema (docs/BENCHMARKS.md)."""
     from newsdesk._local import get_engine
 
     engine = get_engine("smollm2")
@@ -143,11 +161,9 @@ async def test_four_concurrent_generations_are_batched_and_valid() -> None:
     for resp in resps:
         assert isinstance(resp.value, Verdict)
         assert Verdict.model_validate_json(resp.text) == resp.value
-        assert resp.usage.completion_tokens > 0
+        assert resp.usage.completion_tokens > 0 and resp.finish_reason == "stop"
+        assert resp.attempts == 1  # valid the first time: the grammar held in every sequence
     assert engine.stats.max_active == 4  # decoded together, not one after another
-    # Temperature 0: the same text as one sequence at a time through llama-cpp-python itself.
-    for headline, resp in zip(HEADLINES, resps, strict=True):
-        assert resp.text == _reference(verdict_request(headline, system))
 
 
 async def test_shared_prefix_is_computed_once() -> None:
