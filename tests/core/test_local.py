@@ -189,41 +189,53 @@ async def test_shared_prefix_is_computed_once() -> None:
     )  # the system prompt was not evaluated again
 
 
+def story_request(subject: str, max_tokens: int) -> Request:
+    return Request(
+        model="local/smollm2",
+        messages=[{"role": "user", "content": f"Write a long story about {subject}."}],
+        max_tokens=max_tokens,
+        temperature=0,
+        cache="off",
+    )
+
+
 async def test_cancelling_one_frees_its_sequence_while_others_continue() -> None:
     from newsdesk._local import get_engine
 
     engine = get_engine("smollm2")
     gw = Gateway(cache="off", limits=Limits(concurrency=4))
-    system = _system(uuid.uuid4().hex)
-    started = asyncio.Event()
-    seen: set[int] = set()
+    streaming = asyncio.Event()
 
     async def victim() -> None:
-        req = verdict_request(HEADLINES[0], system).model_copy(
-            update={"max_tokens": 200, "answer_model": None}
-        )
-        async for chunk in gw.stream(req):
+        async for chunk in gw.stream(story_request("a lighthouse keeper", 400)):
             if chunk.content:
-                seen.update(engine.running())
-                started.set()
+                streaming.set()
 
     task = asyncio.create_task(victim())
-    others = [asyncio.create_task(gw.complete(verdict_request(h, system))) for h in HEADLINES[1:]]
-    await asyncio.wait_for(started.wait(), 60)
-    ids_before = engine.running()
+    await asyncio.wait_for(streaming.wait(), 60)
+    (victim_seq,) = engine.running()
+    others = [
+        asyncio.create_task(gw.complete(story_request("a river", 120))),
+        asyncio.create_task(gw.complete(story_request("a baker", 120))),
+        asyncio.create_task(gw.complete(verdict_request(HEADLINES[1], _system(uuid.uuid4().hex)))),
+    ]
+    for _ in range(3000):  # until all four decode together
+        if len(engine.running()) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert len(engine.running()) == 4
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     for _ in range(500):  # freed at the engine's next step: well within 5 s
-        if len(engine.running()) < len(ids_before):
+        if victim_seq not in engine.running():
             break
         await asyncio.sleep(0.01)
-    # freed at the next step, while the others are still running
-    assert len(engine.running()) < len(ids_before)
-    assert not all(t.done() for t in others)
-    for resp in await asyncio.gather(*others):
-        assert isinstance(resp.value, Verdict)
-    assert seen
+    assert victim_seq not in engine.running()
+    assert engine.running() and not all(t.done() for t in others)  # the others go on
+    story1, story2, verdict = await asyncio.gather(*others)
+    assert story1.text.strip() and story2.text.strip()
+    assert isinstance(verdict.value, Verdict)
 
 
 def test_parallel_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
