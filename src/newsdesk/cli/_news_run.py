@@ -48,11 +48,19 @@ def run_analyze(
     reanalyze: bool,
     store_path: Path | None,
     deltas: bool,
+    deadline: float | None = None,
+    request_timeout: float | None = None,
+    retries: int = 2,
+    rpm: float | None = None,
+    tpm: float | None = None,
 ) -> int:
     from newsdesk import Gateway, Limits
 
+    if request_timeout is None and not (model or "").startswith("local/") and (model or api_base):
+        request_timeout = REMOTE_REQUEST_TIMEOUT  # a hung provider costs a minute, not two
     gateway = Gateway(
-        cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency)
+        cache=cache if cache is not None else "disk",
+        limits=Limits(concurrency=concurrency, rpm=rpm, tpm=tpm),
     )
     desk = _desk(store_path, gateway=gateway, model=model, api_base=api_base)
     try:
@@ -68,17 +76,48 @@ def run_analyze(
             topic_mode=topic_by,
             deltas=(fmt == "live") or deltas,
             reanalyze=reanalyze,
+            deadline=deadline,
+            request_timeout=request_timeout,
+            retries=retries,
         )
-        if fmt == "jsonl":
-            done = asyncio.run(_jsonl(desk, options, deltas))
-        else:
-            done = asyncio.run(_live(desk, options))
+        stream = _jsonl(desk, options, deltas) if fmt == "jsonl" else _live(desk, options)
+        done = _run_interruptible(stream)
     finally:
         desk.close()
         gateway.close()
+    return exit_code(done)
+
+
+REMOTE_REQUEST_TIMEOUT = 60.0
+EXIT_ALL_ANALYSES_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+def exit_code(done: RunDone | None) -> int:
+    """0: the run completed (some failures allowed); 1: no source could be fetched; 3: there
+    was something to analyze and every analysis failed; 130: interrupted."""
     if done is None:
         return 1
-    return 1 if done.sources_ok == 0 and done.sources_failed > 0 else 0
+    if getattr(done, "interrupted", False):
+        return EXIT_INTERRUPTED
+    if done.sources_ok == 0 and done.sources_failed > 0:
+        return 1
+    if done.failed > 0 and done.analyzed == 0:
+        return EXIT_ALL_ANALYSES_FAILED
+    return 0
+
+
+def _run_interruptible(stream: Coroutine[Any, Any, RunDone | None]) -> RunDone | None:
+    """Run the stream's consumer; Ctrl-C stops the run (the pipeline records it cancelled),
+    and the consumer still reports what was done before it returns."""
+    try:
+        return asyncio.run(stream)
+    except KeyboardInterrupt:
+        # asyncio.run cancelled the main task; the consumer below already printed its summary.
+        return _INTERRUPTED.pop() if _INTERRUPTED else None
+
+
+_INTERRUPTED: list[RunDone] = []
 
 
 async def _jsonl(desk: NewsDesk, options: PipelineOptions, deltas: bool) -> RunDone | None:
