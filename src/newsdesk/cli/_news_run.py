@@ -18,7 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from newsdesk.news import NewsDesk, PipelineOptions, RunDone
+    from collections.abc import AsyncIterator, Coroutine
+
+    from newsdesk.news import Event, NewsDesk, PipelineOptions, RunDone
 
 err = Console(stderr=True)
 _TONE = {"positive": "green", "neutral": "yellow", "negative": "red"}
@@ -80,8 +82,11 @@ def run_analyze(
             request_timeout=request_timeout,
             retries=retries,
         )
-        stream = _jsonl(desk, options, deltas) if fmt == "jsonl" else _live(desk, options)
-        done = _run_interruptible(stream)
+        tally = _Tally()
+        if fmt == "jsonl":
+            done = _run_interruptible(_jsonl(desk, options, deltas, tally), tally)
+        else:
+            done = _run_interruptible(_live(desk, options, tally), tally)
     finally:
         desk.close()
         gateway.close()
@@ -98,8 +103,6 @@ def exit_code(done: RunDone | None) -> int:
     was something to analyze and every analysis failed; 130: interrupted."""
     if done is None:
         return 1
-    if getattr(done, "interrupted", False):
-        return EXIT_INTERRUPTED
     if done.sources_ok == 0 and done.sources_failed > 0:
         return 1
     if done.failed > 0 and done.analyzed == 0:
@@ -107,25 +110,94 @@ def exit_code(done: RunDone | None) -> int:
     return 0
 
 
-def _run_interruptible(stream: Coroutine[Any, Any, RunDone | None]) -> RunDone | None:
-    """Run the stream's consumer; Ctrl-C stops the run (the pipeline records it cancelled),
-    and the consumer still reports what was done before it returns."""
+def _run_interruptible(consumer: Coroutine[Any, Any, RunDone | None], tally: _Tally) -> RunDone | None:
+    """Run the consumer of the event stream. On Ctrl-C asyncio.run cancels it: the run stops
+    (and records itself cancelled), the consumer reports what was done from its tally, and
+    the command exits 130 here, not in typer (which would skip all of that)."""
+    import typer
+
     try:
-        return asyncio.run(stream)
+        done = asyncio.run(consumer)
     except KeyboardInterrupt:
-        # asyncio.run cancelled the main task; the consumer below already printed its summary.
-        return _INTERRUPTED.pop() if _INTERRUPTED else None
+        tally.stopped = True
+    if tally.stopped:
+        err.print(f"interrupted: {tally.line()}", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    return done
 
 
-_INTERRUPTED: list[RunDone] = []
+async def _tallied(events: AsyncIterator[Event], tally: _Tally) -> AsyncIterator[Event]:
+    """The run's events, counted; on Ctrl-C (asyncio.run cancels the task) the run stops and
+    the stream ends with a ``done`` made from the count, so the consumer reports as usual
+    (asyncio.run raises KeyboardInterrupt once the consumer returns)."""
+    try:
+        async for ev in events:
+            tally.add(ev)
+            yield ev
+    except asyncio.CancelledError:
+        tally.stopped = True
+        yield tally.interrupted()
 
 
-async def _jsonl(desk: NewsDesk, options: PipelineOptions, deltas: bool) -> RunDone | None:
+class _Tally:
+    """What the events said so far: the ``done`` of a run that was interrupted (the run's own
+    counters end with it; token counts are not in the events and stay 0)."""
+
+    def __init__(self) -> None:
+        from newsdesk.news import RunDone
+
+        self.started = time.perf_counter()
+        self.done = RunDone(run_id="")
+        self.left: set[str] = set()  # articles found, not analyzed yet
+        self.stopped = False  # by Ctrl-C
+
+    def add(self, ev: Any) -> None:
+        d = self.done
+        match ev.event:
+            case "run_started":
+                d.run_id = ev.run_id
+            case "source_ok":
+                d.sources_ok += 1
+            case "source_error":
+                d.sources_failed += 1
+                d.failures[ev.source] = ev.reason
+            case "article":
+                if ev.duplicate_of is None:
+                    d.articles += 1
+                    self.left.add(ev.id)
+                else:
+                    d.duplicates += 1
+            case "analysis":
+                d.analyzed += 1
+                d.from_cache += int(ev.cached)
+                d.sum_latency += ev.latency or 0.0
+                self.left.discard(ev.id)
+            case "analysis_error":
+                d.failed += 1
+                self.left.discard(ev.id)
+
+    def interrupted(self) -> RunDone:
+        self.done.wall = time.perf_counter() - self.started
+        self.done.saved = max(0.0, self.done.sum_latency - self.done.wall)
+        return self.done
+
+    def line(self) -> str:
+        d = self.done
+        return (
+            f"{d.analyzed} analyzed ({d.from_cache} from cache), {d.failed} failed, "
+            f"{len(self.left)} not analyzed; sources {d.sources_ok} ok, {d.sources_failed} failed"
+            + (f"; run {d.run_id} recorded as cancelled" if d.run_id else "")
+        )
+
+
+async def _jsonl(
+    desk: NewsDesk, options: PipelineOptions, deltas: bool, tally: _Tally
+) -> RunDone | None:
     from newsdesk.news import RunDone
 
     out = sys.stdout
     done = None
-    async for ev in desk.run(options):
+    async for ev in _tallied(desk.run(options), tally):
         if ev.event == "run_started" or (ev.event == "analysis_delta" and not deltas):
             continue
         out.write(ev.to_json() + "\n")
@@ -165,7 +237,7 @@ class _LiveView:
         return Group(*parts)
 
 
-async def _live(desk: NewsDesk, options: PipelineOptions) -> RunDone | None:
+async def _live(desk: NewsDesk, options: PipelineOptions, tally: _Tally) -> RunDone | None:
     from newsdesk.news import (
         AnalysisDelta,
         AnalysisFailed,
@@ -184,7 +256,7 @@ async def _live(desk: NewsDesk, options: PipelineOptions) -> RunDone | None:
     digests: list[DigestReady] = []
     with Live(view.render(), console=console, refresh_per_second=8, transient=True) as live:
         last = 0.0
-        async for ev in desk.run(options):
+        async for ev in _tallied(desk.run(options), tally):
             match ev:
                 case SourceOk():
                     note = " (not modified)" if ev.not_modified else ""

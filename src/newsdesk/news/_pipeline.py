@@ -163,6 +163,7 @@ class NewsRun:
             return
         loop = asyncio.get_running_loop()
         deadline = self.options.deadline
+        # counted from the first fetch: loading the embedding step is start-up, not the run's work
         end = None if deadline is None else loop.time() + deadline
         while True:
             try:
