@@ -121,7 +121,7 @@ def _run_interruptible(consumer: Coroutine[Any, Any, RunDone | None], tally: _Ta
     except KeyboardInterrupt:
         tally.stopped = True
     if tally.stopped:
-        err.print(f"interrupted: {tally.line()}", highlight=False)
+        err.print(f"interrupted: {tally.line()}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     return done
 
