@@ -9,10 +9,10 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import typer
+
     from newsdesk._exceptions import NewsdeskError, UserError
     from newsdesk.cli._app import app
-
-    import typer
 
     try:
         # Not standalone: typer would print usage errors as boxed panels; the README promises

@@ -167,7 +167,7 @@ async def analyze_article(
     api_base: str | None = None,
     on_delta: Callable[[str], None] | None = None,
     cache: CachePolicy = "use",
-    timeout: float | None = None,
+    request_timeout: float | None = None,
     retries: int | None = None,
     api_key: SecretStr | None = None,
 ) -> AnalysisResult:
@@ -183,7 +183,7 @@ async def analyze_article(
         lang=lang,
         api_base=api_base,
         cache=cache,
-        timeout=timeout,
+        timeout=request_timeout,
         retries=retries,
         api_key=api_key,
     )

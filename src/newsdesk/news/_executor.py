@@ -94,7 +94,7 @@ class LocalExecutor:
             api_base=job.api_base,
             on_delta=on_delta,
             cache=job.cache,
-            timeout=job.timeout,
+            request_timeout=job.timeout,
             retries=job.retries,
             api_key=self._api_key,
         )
