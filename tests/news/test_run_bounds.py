@@ -4,11 +4,13 @@ analyses all failed; Ctrl-C on a real subprocess; usage errors on one line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +226,51 @@ def test_ctrl_c_prints_a_summary_and_emits_done(
     # the run is recorded as ended, not left "running"
     hist = run_cli("history", NO_COLOR="1", COLUMNS="200")
     assert "cancelled" in hist.stdout, hist.stdout
+
+
+async def test_syndicated_story_keeps_its_stored_copy_across_runs(
+    openai_server: OpenAIServerHandle, tmp_path: Path
+) -> None:
+    """#12 item 9: two feeds carry one story; the second run parses them in the other order
+    and still makes no provider call (the stored copy is kept, its analysis replayed)."""
+    from newsdesk import Gateway
+    from newsdesk.news import NewsDesk
+
+    story = words("syndicated", 60)
+    a, b = tmp_path / "a.xml", tmp_path / "b.xml"
+    a.write_bytes(rss([item("Same story", f"{story} {answer('Same')}", "https://a.test/s")]))
+    b.write_bytes(
+        rss([item("Same story", f"{story} Reported here too. {answer('Same')}", "https://b.test/s")])
+    )
+    from newsdesk.news import NewsRun, Store
+    from newsdesk.news._fetch import Fetcher
+
+    class Late(Fetcher):
+        """Reads the ``late`` feed only after the other one is parsed: the order is the test's."""
+
+        late = ""
+
+        async def fetch(self, source: Any, validators: Any = None) -> Any:
+            if source.url == self.late:
+                await asyncio.sleep(1.0)
+            return await super().fetch(source, validators)
+
+    gateway = Gateway(cache="off")  # only the store can save the call
+    store = Store(tmp_path / "s.db")
+    desk = NewsDesk(gateway=gateway, store=store, model=MODEL, api_base=openai_server.url)
+    calls = []
+    for late in (b, a):  # first run: a parsed first; second run: b first
+        openai_server.reset()
+        options = desk.prepare([str(a), str(b)], embeddings=False)
+        async with Late() as fetcher:
+            fetcher.late = str(late)
+            run = NewsRun(options, gateway=gateway, store=store, fetcher=fetcher)
+            evs = [e async for e in run.events()]
+        calls.append(openai_server.stats()["calls"])
+        done = evs[-1]
+        assert done.event == "done" and done.analyzed == 1 and done.duplicates == 1, evs
+        (kept,) = [e for e in evs if e.event == "analysis"]
+        assert kept.url == "https://a.test/s"  # the copy analyzed first, both times
+    store.close()
+    gateway.close()
+    assert calls == [1, 0]

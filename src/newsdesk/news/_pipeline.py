@@ -157,6 +157,7 @@ class NewsRun:
     async def _stream(self) -> AsyncIterator[Event]:
         if self._stopped:
             return
+        await self._seed_stored()
         for source in self.options.sources:
             self._spawn(self.take_source(source))
         if not self._tasks:
@@ -179,6 +180,20 @@ class NewsRun:
         if self.options.digest and self._finished and not self._stopped:
             async for digest in _digests(self._finished, self.gateway, self.options):
                 yield digest
+
+    async def _seed_stored(self) -> None:
+        """The copies these sources' stories were analyzed under last time, so a syndicated
+        story keeps the copy that was analyzed whichever source is parsed first (#12 item 9)."""
+        if self.store is None or self.options.reanalyze:
+            return
+        stored: list[Article] = []
+        for source in self.options.sources:
+            for article in await self.store.last_articles(source.url):
+                if await self.store.get_analysis(
+                    article.content_hash, self.options.model, PROMPT_VERSION
+                ):
+                    stored.append(article)
+        self._dedup.seed_stored(stored)
 
     async def _at_deadline(self) -> AsyncIterator[Event]:
         """Stop the work in flight; what finished stays, and each source and article left
