@@ -274,3 +274,18 @@ async def test_syndicated_story_keeps_its_stored_copy_across_runs(
     store.close()
     gateway.close()
     assert calls == [1, 0]
+
+
+async def test_web_agent_analyze_feed_is_guarded(
+    openai_server: OpenAIServerHandle, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """The web app's ``analyze_feed`` (``private_sources=False``): local paths and private
+    addresses are refused; the CLI's toolbox (default) still reads both."""
+    from newsdesk.agents._news_tools import NewsToolbox
+
+    guarded = NewsToolbox(
+        store=tmp_path / "s.db", model=MODEL, api_base=openai_server.url, private_sources=False
+    )
+    assert "only http(s)" in await guarded.analyze_feed("/etc/passwd")
+    out = await guarded.analyze_feed(f"{feed_server.url}/feeds/rss")
+    assert "refused: private address" in out, out
