@@ -20,7 +20,6 @@ from newsdesk.news._fetch import (
     REFUSED_PRIVATE,
     Fetcher,
     is_public_address,
-    refuse_private_addresses,
 )
 from newsdesk.news._models import Source
 from newsdesk.news._sources import load_opml, resolve_sources
@@ -112,14 +111,22 @@ async def test_redirect_to_a_private_address_is_refused(feed_server: FeedServer)
     assert result.status == 200 and result.final_url and result.final_url.endswith("/feeds/rss")
 
 
-async def test_process_default_refusal(feed_server: FeedServer) -> None:
-    refuse_private_addresses(True)
-    try:
-        assert await fetch_error(f"{feed_server.url}/feeds/rss") == REFUSED_PRIVATE
-        async with Fetcher(allow_private=True, **FAST) as f:  # type: ignore[arg-type]
-            assert (await f.fetch(Source(name="s", url=f"{feed_server.url}/feeds/rss"))).body
-    finally:
-        refuse_private_addresses(False)
+async def test_desk_refuses_private_sources_by_injection(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """``NewsDesk(private_sources=False)`` (the web app's) makes its runs' fetchers refuse;
+    another desk in the same process is unaffected (no process-wide setting)."""
+    from newsdesk.news import NewsDesk
+
+    url = f"{feed_server.url}/feeds/rss"
+    with NewsDesk(private_sources=False, store=tmp_path / "s.db") as guarded:
+        prepared = guarded.prepare([url], model="local/smollm2", embeddings=False)
+        evs = [e async for e in guarded.run(prepared)]
+    assert [(e.event, getattr(e, "reason", "")) for e in evs if e.event.startswith("source")] == [
+        ("source_error", REFUSED_PRIVATE)
+    ]
+    async with Fetcher(**FAST) as f:  # type: ignore[arg-type]
+        assert (await f.fetch(Source(name="s", url=url))).body
 
 
 # ---------------------------------------------------------------- full text only from the web

@@ -85,6 +85,8 @@ class NewsToolbox:
     ``store``: a ``Store``, a path to one, or None for the default store. ``model`` /
     ``api_base``: the model ``analyze_feed`` analyzes with (default: newsdesk's default model).
     ``feed_limit``: at most this many new articles analyzed per ``analyze_feed`` call.
+    ``private_sources=False`` (the web app): ``analyze_feed`` takes only http(s) URLs and its
+    fetcher refuses loopback, private, link-local and metadata addresses.
     """
 
     def __init__(
@@ -96,7 +98,9 @@ class NewsToolbox:
         gateway: Any = None,
         search_limit: int = 5,
         feed_limit: int = 5,
+        private_sources: bool = True,
     ) -> None:
+        self.private_sources = private_sources
         self._store = store
         self.model = model
         self.api_base = api_base
@@ -110,7 +114,11 @@ class NewsToolbox:
         """A desk over the toolbox's store: one given is shared, one named by path (or the
         default one) is opened for the call and closed after it."""
         return NewsDesk(
-            store=self._store, gateway=self.gateway, model=self.model, api_base=self.api_base
+            store=self._store,
+            gateway=self.gateway,
+            model=self.model,
+            api_base=self.api_base,
+            private_sources=self.private_sources,
         )
 
     def _with_desk(self, fn: Callable[[NewsDesk], T]) -> T:
@@ -175,6 +183,8 @@ class NewsToolbox:
         return _cap("\n".join(lines))
 
     async def analyze_feed(self, url: str) -> str:
+        if not self.private_sources and not url.strip().lower().startswith(("http://", "https://")):
+            return f"Cannot use {url!r}: only http(s) feed URLs can be analyzed here."
         desk = self._desk()
         try:
             try:

@@ -63,6 +63,19 @@ def analyze(
     deltas: Annotated[
         bool, typer.Option("--deltas", help="jsonl: also emit analysis_delta events.")
     ] = False,
+    deadline: Annotated[
+        float | None,
+        typer.Option("--deadline", min=0.1, help="Seconds for the whole run; then what is left is reported."),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option("--request-timeout", min=0.1, help="Seconds for one model request attempt (default: 60 for remote models)."),
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, max=10, help="Retries of a failed model request.")
+    ] = 2,
+    rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="Max model requests per minute.")] = None,
+    tpm: Annotated[float | None, typer.Option("--tpm", min=1, help="Max model tokens per minute.")] = None,
 ) -> None:
     """Fetch news sources concurrently, analyze every article with an LLM, show each result as it is ready."""
     from newsdesk._exceptions import ConfigError
@@ -89,6 +102,11 @@ def analyze(
         reanalyze=reanalyze,
         store_path=store_path,
         deltas=deltas,
+        deadline=deadline,
+        request_timeout=request_timeout,
+        retries=retries,
+        rpm=rpm,
+        tpm=tpm,
     )
     raise typer.Exit(code)
 

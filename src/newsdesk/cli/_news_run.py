@@ -18,7 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from newsdesk.news import NewsDesk, PipelineOptions, RunDone
+    from collections.abc import AsyncIterator, Coroutine
+
+    from newsdesk.news import Event, NewsDesk, PipelineOptions, RunDone
 
 err = Console(stderr=True)
 _TONE = {"positive": "green", "neutral": "yellow", "negative": "red"}
@@ -48,11 +50,19 @@ def run_analyze(
     reanalyze: bool,
     store_path: Path | None,
     deltas: bool,
+    deadline: float | None = None,
+    request_timeout: float | None = None,
+    retries: int = 2,
+    rpm: float | None = None,
+    tpm: float | None = None,
 ) -> int:
     from newsdesk import Gateway, Limits
 
+    if request_timeout is None and not (model or "").startswith("local/") and (model or api_base):
+        request_timeout = REMOTE_REQUEST_TIMEOUT  # a hung provider costs a minute, not two
     gateway = Gateway(
-        cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency)
+        cache=cache if cache is not None else "disk",
+        limits=Limits(concurrency=concurrency, rpm=rpm, tpm=tpm),
     )
     desk = _desk(store_path, gateway=gateway, model=model, api_base=api_base)
     try:
@@ -68,25 +78,126 @@ def run_analyze(
             topic_mode=topic_by,
             deltas=(fmt == "live") or deltas,
             reanalyze=reanalyze,
+            deadline=deadline,
+            request_timeout=request_timeout,
+            retries=retries,
         )
+        tally = _Tally()
         if fmt == "jsonl":
-            done = asyncio.run(_jsonl(desk, options, deltas))
+            done = _run_interruptible(_jsonl(desk, options, deltas, tally), tally)
         else:
-            done = asyncio.run(_live(desk, options))
+            done = _run_interruptible(_live(desk, options, tally), tally)
     finally:
         desk.close()
         gateway.close()
+    return exit_code(done)
+
+
+REMOTE_REQUEST_TIMEOUT = 60.0
+EXIT_ALL_ANALYSES_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+def exit_code(done: RunDone | None) -> int:
+    """0: the run completed (some failures allowed); 1: no source could be fetched; 3: there
+    was something to analyze and every analysis failed; 130: interrupted."""
     if done is None:
         return 1
-    return 1 if done.sources_ok == 0 and done.sources_failed > 0 else 0
+    if done.sources_ok == 0 and done.sources_failed > 0:
+        return 1
+    if done.failed > 0 and done.analyzed == 0:
+        return EXIT_ALL_ANALYSES_FAILED
+    return 0
 
 
-async def _jsonl(desk: NewsDesk, options: PipelineOptions, deltas: bool) -> RunDone | None:
+def _run_interruptible(consumer: Coroutine[Any, Any, RunDone | None], tally: _Tally) -> RunDone | None:
+    """Run the consumer of the event stream. On Ctrl-C asyncio.run cancels it: the run stops
+    (and records itself cancelled), the consumer reports what was done from its tally, and
+    the command exits 130 here, not in typer (which would skip all of that)."""
+    import typer
+
+    try:
+        done = asyncio.run(consumer)
+    except KeyboardInterrupt:
+        tally.stopped = True
+    if tally.stopped:
+        err.print(f"interrupted: {tally.line()}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    return done
+
+
+async def _tallied(events: AsyncIterator[Event], tally: _Tally) -> AsyncIterator[Event]:
+    """The run's events, counted; on Ctrl-C (asyncio.run cancels the task) the run stops and
+    the stream ends with a ``done`` made from the count, so the consumer reports as usual
+    (asyncio.run raises KeyboardInterrupt once the consumer returns)."""
+    try:
+        async for ev in events:
+            tally.add(ev)
+            yield ev
+    except asyncio.CancelledError:
+        tally.stopped = True
+        yield tally.interrupted()
+
+
+class _Tally:
+    """What the events said so far: the ``done`` of a run that was interrupted (the run's own
+    counters end with it; token counts are not in the events and stay 0)."""
+
+    def __init__(self) -> None:
+        from newsdesk.news import RunDone
+
+        self.started = time.perf_counter()
+        self.done = RunDone(run_id="")
+        self.left: set[str] = set()  # articles found, not analyzed yet
+        self.stopped = False  # by Ctrl-C
+
+    def add(self, ev: Any) -> None:
+        d = self.done
+        match ev.event:
+            case "run_started":
+                d.run_id = ev.run_id
+            case "source_ok":
+                d.sources_ok += 1
+            case "source_error":
+                d.sources_failed += 1
+                d.failures[ev.source] = ev.reason
+            case "article":
+                if ev.duplicate_of is None:
+                    d.articles += 1
+                    self.left.add(ev.id)
+                else:
+                    d.duplicates += 1
+            case "analysis":
+                d.analyzed += 1
+                d.from_cache += int(ev.cached)
+                d.sum_latency += ev.latency or 0.0
+                self.left.discard(ev.id)
+            case "analysis_error":
+                d.failed += 1
+                self.left.discard(ev.id)
+
+    def interrupted(self) -> RunDone:
+        self.done.wall = time.perf_counter() - self.started
+        self.done.saved = max(0.0, self.done.sum_latency - self.done.wall)
+        return self.done
+
+    def line(self) -> str:
+        d = self.done
+        return (
+            f"{d.analyzed} analyzed ({d.from_cache} from cache), {d.failed} failed, "
+            f"{len(self.left)} not analyzed; sources {d.sources_ok} ok, {d.sources_failed} failed"
+            + (f"; run {d.run_id} recorded as cancelled" if d.run_id else "")
+        )
+
+
+async def _jsonl(
+    desk: NewsDesk, options: PipelineOptions, deltas: bool, tally: _Tally
+) -> RunDone | None:
     from newsdesk.news import RunDone
 
     out = sys.stdout
     done = None
-    async for ev in desk.run(options):
+    async for ev in _tallied(desk.run(options), tally):
         if ev.event == "run_started" or (ev.event == "analysis_delta" and not deltas):
             continue
         out.write(ev.to_json() + "\n")
@@ -126,7 +237,7 @@ class _LiveView:
         return Group(*parts)
 
 
-async def _live(desk: NewsDesk, options: PipelineOptions) -> RunDone | None:
+async def _live(desk: NewsDesk, options: PipelineOptions, tally: _Tally) -> RunDone | None:
     from newsdesk.news import (
         AnalysisDelta,
         AnalysisFailed,
@@ -145,7 +256,7 @@ async def _live(desk: NewsDesk, options: PipelineOptions) -> RunDone | None:
     digests: list[DigestReady] = []
     with Live(view.render(), console=console, refresh_per_second=8, transient=True) as live:
         last = 0.0
-        async for ev in desk.run(options):
+        async for ev in _tallied(desk.run(options), tally):
             match ev:
                 case SourceOk():
                     note = " (not modified)" if ev.not_modified else ""

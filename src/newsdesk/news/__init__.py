@@ -27,7 +27,6 @@ from newsdesk.news._events import (
     SourceOk,
 )
 from newsdesk.news._executor import AnalysisExecutor, AnalysisJob, LocalExecutor
-from newsdesk.news._fetch import refuse_private_addresses
 from newsdesk.news._models import TOPICS, Article, ArticleAnalysis, Entities, Source
 from newsdesk.news._pipeline import NewsRun, PipelineOptions, run_pipeline
 from newsdesk.news._run_store import AsyncStore, RunStore
@@ -36,7 +35,6 @@ from newsdesk.news._sources import demo_sources, resolve_sources
 from newsdesk.news._store import RunRecord, SourceHealth, Store, StoredAnalysis
 
 __all__ = [
-    "refuse_private_addresses",
     "TOPICS",
     "AnalysisDelta",
     "AnalysisExecutor",

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError
@@ -125,9 +125,18 @@ def analysis_request(
     api_base: str | None = None,
     extra: dict[str, Any] | None = None,
     cache: CachePolicy = "use",
+    timeout: float | None = None,
+    retries: int | None = None,
+    api_key: SecretStr | None = None,
 ) -> Request:
     """The LLM request for one article. ``cache="refresh"`` asks the model again (and replaces
-    the cached answer): what ``--reanalyze`` means."""
+    the cached answer): what ``--reanalyze`` means. ``timeout`` (one attempt) and ``retries``:
+    None keeps ``Request``'s defaults. ``api_key``: the caller's own key for this request."""
+    bounds: dict[str, Any] = {}
+    if timeout is not None:
+        bounds["timeout"] = timeout
+    if retries is not None:
+        bounds["retries"] = retries
     return Request(
         model=model,
         messages=build_messages(article, with_topic=with_topic, lang=lang),
@@ -137,6 +146,8 @@ def analysis_request(
         api_base=api_base,
         extra=extra or {},
         cache=cache,
+        api_key=api_key,
+        **bounds,
     )
 
 
@@ -157,6 +168,9 @@ async def analyze_article(
     api_base: str | None = None,
     on_delta: Callable[[str], None] | None = None,
     cache: CachePolicy = "use",
+    request_timeout: float | None = None,
+    retries: int | None = None,
+    api_key: SecretStr | None = None,
 ) -> AnalysisResult:
     """Analyze one article. With ``topic_fn`` the embedding classifier runs beside the LLM call
     (concurrently, in a thread) and its topic is used when ``llm_topic`` is False."""
@@ -164,7 +178,15 @@ async def analyze_article(
         raise ValueError("without an embedding step the LLM must pick the topic (llm_topic=True)")
     started = time.perf_counter()
     request = analysis_request(
-        article, model=model, with_topic=llm_topic, lang=lang, api_base=api_base, cache=cache
+        article,
+        model=model,
+        with_topic=llm_topic,
+        lang=lang,
+        api_base=api_base,
+        cache=cache,
+        timeout=request_timeout,
+        retries=retries,
+        api_key=api_key,
     )
     embed_task = asyncio.create_task(asyncio.to_thread(topic_fn, article)) if topic_fn else None
     try:

@@ -73,6 +73,7 @@ class Deduplicator:
         self._by_key: dict[tuple[str, str], Article] = {}
         self._by_lsh_key: dict[str, tuple[Article, set[str]]] = {}
         self._kept: list[Article] = []
+        self._stored: set[int] = set()  # ids (id()) of seeded copies not yet met in this run
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -86,6 +87,16 @@ class Deduplicator:
         """Remember already-known articles (from the store) so they are not reported again."""
         for article in articles:
             self.add(article)
+
+    def seed_stored(self, articles: Iterable[Article]) -> None:
+        """Remember copies kept (and analyzed) by earlier runs. The first article of this run
+        that repeats one of them is answered with the stored copy itself (``add`` returns it),
+        so which copy of a syndicated story is kept does not depend on which source is parsed
+        first: a warm rerun finds the stored analysis instead of calling the model."""
+        for article in articles:
+            article = article.model_copy(update={"sources": [article.source]})
+            if self.add(article) is article:
+                self._stored.add(id(article))
 
     def find_duplicate(self, article: Article) -> Duplicate | None:
         """The kept article ``article`` repeats, without remembering anything."""
@@ -108,15 +119,13 @@ class Deduplicator:
         for kind, key in keys:
             kept = self._by_key.get((kind, key))
             if kept is not None:
-                self._merge(kept, article)
-                return None
+                return self._repeat(kept, article)
         sh = self._shingles(article)
         mh = self._minhash(sh) if sh is not None else None
         if sh is not None and mh is not None:
             dup = self._near(article, sh, mh)
             if dup is not None:
-                self._merge(dup.kept, article)
-                return None
+                return self._repeat(dup.kept, article)
 
         if not article.sources:
             article.sources = [article.source]
@@ -132,6 +141,14 @@ class Deduplicator:
         return article
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _repeat(self, kept: Article, article: Article) -> Article | None:
+        """``article`` repeats ``kept``: None, or the stored copy the first time it is met."""
+        self._merge(kept, article)
+        if id(kept) in self._stored:
+            self._stored.discard(id(kept))
+            return kept
+        return None
 
     @staticmethod
     def _merge(kept: Article, dup: Article) -> None:

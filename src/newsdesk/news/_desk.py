@@ -16,6 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, get_args
 
+from pydantic import SecretStr
+
 from newsdesk._client import Gateway
 from newsdesk._exceptions import ConfigError
 from newsdesk.news._events import Event
@@ -40,7 +42,8 @@ class NewsDesk:
     path, or None for the default file in the user data directory (opened on first use; closed
     by ``close()`` when the desk opened it). ``model`` / ``api_base``: defaults for runs (None:
     ``NEWSDESK_MODEL`` or the embedded model). ``executor``: who analyzes the articles (None:
-    in this process).
+    in this process). ``private_sources``: False makes every run's fetcher refuse loopback,
+    private, link-local and metadata addresses (what a server facing untrusted users needs).
     """
 
     def __init__(
@@ -51,8 +54,10 @@ class NewsDesk:
         model: str | None = None,
         api_base: str | None = None,
         executor: AnalysisExecutor | None = None,
+        private_sources: bool = True,
     ) -> None:
         self._gateway = gateway
+        self.private_sources = private_sources
         self._store = store if isinstance(store, Store) else None
         self._store_path = None if isinstance(store, Store) else store
         self._owns_store = not isinstance(store, Store)
@@ -101,6 +106,7 @@ class NewsDesk:
         model = options.pop("model", None) or self.model
         api_base = options.pop("api_base", self.api_base)
         _check_options(options)
+        check_api_base(api_base)
         chosen = self.sources(sources)
         if not chosen:
             raise ConfigError("no sources to run")
@@ -108,13 +114,18 @@ class NewsDesk:
         return PipelineOptions(sources=chosen, model=model, api_base=api_base, **options)
 
     async def run(
-        self, sources: Iterable[SourceSpec] | PipelineOptions | None = None, **options: Any
+        self,
+        sources: Iterable[SourceSpec] | PipelineOptions | None = None,
+        *,
+        api_key: str | SecretStr | None = None,
+        **options: Any,
     ) -> AsyncIterator[Event]:
         """Run the pipeline and yield its events: ``run_started``, then per source
         ``source_ok``/``source_error``, ``article`` and ``analysis``/``analysis_error`` as they
         complete, ``digest``, and ``done`` last. ``options`` are ``PipelineOptions`` fields
         (``limit``, ``concurrency``, ``digest``, ``topic_mode``…); or pass ``prepare()``'s
-        result. Closing the stream (or cancelling its task) stops the run."""
+        result. Closing the stream (or cancelling its task) stops the run. ``api_key``: a key
+        of the caller's own for this run's requests (never stored, logged or in a cache key)."""
         if isinstance(sources, PipelineOptions):
             if options:
                 raise TypeError("give either prepared options or keyword options, not both")
@@ -123,7 +134,12 @@ class NewsDesk:
             prepared = await asyncio.to_thread(self.prepare, sources, **options)
         store = await asyncio.to_thread(lambda: self.store)
         run = NewsRun(
-            prepared, gateway=self.gateway, store=AsyncStore(store), executor=self.executor
+            prepared,
+            gateway=self.gateway,
+            store=AsyncStore(store),
+            executor=self.executor,
+            allow_private=self.private_sources,
+            api_key=SecretStr(api_key) if isinstance(api_key, str) else api_key,
         )
         self._runs.add(run)
         try:
@@ -213,6 +229,36 @@ def _check_options(options: dict[str, Any]) -> None:
     limit = options.get("limit")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ConfigError("limit must be a whole number of at least 1 (or None: no limit)")
-    timeout = options.get("fetch_timeout")
-    if timeout is not None and not timeout > 0:
-        raise ConfigError("fetch_timeout must be a positive number of seconds")
+    for name in ("fetch_timeout", "deadline", "request_timeout"):
+        value = options.get(name)
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ConfigError(f"{name} must be a positive number of seconds")
+    retries = options.get("retries")
+    if retries is not None and (not isinstance(retries, int) or not 0 <= retries <= 10):
+        raise ConfigError("retries must be a whole number from 0 to 10")
+
+
+def check_api_base(api_base: str | None) -> None:
+    """An API base must be an http(s) URL with a host and no credentials in it (the key goes
+    in the ``Authorization`` header; httpx refuses both at once). Raises ``ConfigError``."""
+    if api_base is None:
+        return
+    from urllib.parse import urlsplit
+
+    shown = api_base if len(api_base) <= 80 else api_base[:77] + "..."
+    try:
+        parts = urlsplit(api_base.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"API base {shown!r} is not a URL") from None
+    if parts.username is not None or parts.password is not None:
+        # never echo it: the URL carries a password
+        raise ConfigError(
+            "API base must not carry credentials (user:password@); give the key in the "
+            "provider's environment variable (e.g. OPENAI_API_KEY) instead"
+        )
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(
+            f"API base {shown!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1"
+        )

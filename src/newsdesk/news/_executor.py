@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from newsdesk._client import Gateway
 from newsdesk._exceptions import ConfigError, SourceError
@@ -39,6 +39,8 @@ class AnalysisJob(BaseModel):
     cache: Literal["use", "refresh"] = "use"
     full_text: bool = False  # fetch the article's page and analyze its text
     prompt_version: str = PROMPT_VERSION
+    timeout: float | None = None  # seconds for one provider attempt (None: Request's default)
+    retries: int | None = None  # provider retries (None: Request's default)
 
 
 class AnalysisExecutor(Protocol):
@@ -54,7 +56,8 @@ class AnalysisExecutor(Protocol):
 class LocalExecutor:
     """Analyzes in this process. ``embedding``: the topic/tone/vector step (None: the LLM picks
     the topic, no vector). ``fetcher``: for full-text jobs (None: one is made when first needed,
-    and closed by ``aclose``)."""
+    and closed by ``aclose``). ``api_key``: a key of the caller's own for every request (never
+    part of a job, the cache key or the store)."""
 
     def __init__(
         self,
@@ -62,8 +65,10 @@ class LocalExecutor:
         *,
         embedding: Embedding | None = None,
         fetcher: Fetcher | None = None,
+        api_key: SecretStr | None = None,
     ) -> None:
         self.gateway = gateway
+        self._api_key = api_key
         self.embedding = embedding
         self._fetcher = fetcher
         self._own_fetcher: Fetcher | None = None
@@ -89,6 +94,9 @@ class LocalExecutor:
             api_base=job.api_base,
             on_delta=on_delta,
             cache=job.cache,
+            request_timeout=job.timeout,
+            retries=job.retries,
+            api_key=self._api_key,
         )
 
     async def _full_text(self, article: Article) -> Article:

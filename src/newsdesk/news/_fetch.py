@@ -44,7 +44,6 @@ __all__ = [
     "USER_AGENT",
     "REFUSED_PRIVATE",
     "is_public_address",
-    "refuse_private_addresses",
 ]
 
 
@@ -153,17 +152,6 @@ def _local_path(url: str) -> Path | None:
 
 # One message whatever the port's state: a refusal must not tell a web user which ports are open.
 REFUSED_PRIVATE = "refused: private address (loopback, private network, link-local or metadata)"
-_allow_private_default = True
-
-
-def refuse_private_addresses(refuse: bool = True) -> None:
-    """Make Fetchers created from now on in this process refuse private addresses by default.
-
-    The web server calls this at start (unless the operator allowed private sources): fetchers
-    made deep inside a run then inherit the refusal. A ``Fetcher(allow_private=...)`` overrides it.
-    """
-    global _allow_private_default
-    _allow_private_default = not refuse
 
 
 def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -248,8 +236,8 @@ class Fetcher:
 
     ``timeout`` is the total deadline for one fetch including retries and waits; a source's own
     ``timeout`` replaces it. ``attempts`` counts the first try. ``allow_private=False`` refuses
-    loopback/private/link-local/metadata addresses (default: allowed, unless the process called
-    ``refuse_private_addresses()``); ``address_check`` replaces the public-address test (an
+    loopback/private/link-local/metadata addresses (default: allowed; a run gets it from
+    ``NewsDesk(private_sources=False)``); ``address_check`` replaces the public-address test (an
     address it returns False for is refused). Local files are read either way.
     """
 
@@ -269,7 +257,7 @@ class Fetcher:
         retry_after_max: float = 60.0,
         user_agent: str = USER_AGENT,
         transport: httpx.AsyncBaseTransport | None = None,
-        allow_private: bool | None = None,
+        allow_private: bool = True,
         address_check: _AddressCheck | None = None,
     ) -> None:
         if concurrency < 1 or per_host < 1 or attempts < 1:
@@ -287,7 +275,7 @@ class Fetcher:
         self._per_host = per_host
         self._global = asyncio.Semaphore(concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
-        self.allow_private = _allow_private_default if allow_private is None else allow_private
+        self.allow_private = allow_private
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         if address_check is None and not self.allow_private:
             address_check = is_public_address

@@ -21,6 +21,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import SecretStr
+
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError, SourceError
 from newsdesk.news._analyze import AnalysisResult
@@ -65,6 +67,9 @@ class PipelineOptions:
     deltas: bool = True
     reanalyze: bool = False
     embeddings: bool = True
+    deadline: float | None = None  # seconds for the whole run; then what is left is reported
+    request_timeout: float | None = None  # seconds for one provider attempt (None: Request's)
+    retries: int | None = None  # provider retries per analysis (None: Request's default)
 
 
 def wants_llm_topic(mode: TopicMode, model: str, have_embedding: bool) -> bool:
@@ -89,8 +94,12 @@ class NewsRun:
         store: RunStore | Store | None = None,
         fetcher: Fetcher | None = None,
         executor: AnalysisExecutor | None = None,
+        allow_private: bool = True,
+        api_key: SecretStr | None = None,
     ) -> None:
         self.options = options
+        self._allow_private = allow_private  # False: the fetcher refuses private addresses
+        self._api_key = api_key
         self.gateway = gateway
         self.store: RunStore | None = AsyncStore(store) if isinstance(store, Store) else store
         self._fetcher = fetcher
@@ -107,6 +116,9 @@ class NewsRun:
         self._slots = asyncio.Semaphore(options.concurrency)
         self._finished: list[tuple[Article, ArticleAnalysis]] = []
         self._stopped = False
+        self._pending: dict[str, Article] = {}  # handed to analysis, not reported yet
+        self._fetching: dict[str, Source] = {}  # sources not reported yet
+        self._deadline_hit = False
         self.run_id = ""
         self.done = RunDone(run_id="")  # the counters, filled in as the run goes; the last event
 
@@ -145,15 +157,66 @@ class NewsRun:
     async def _stream(self) -> AsyncIterator[Event]:
         if self._stopped:
             return
+        await self._seed_stored()
         for source in self.options.sources:
             self._spawn(self.take_source(source))
         if not self._tasks:
             return
-        while (event := await self._queue.get()) is not None:
+        loop = asyncio.get_running_loop()
+        deadline = self.options.deadline
+        # counted from the first fetch: loading the embedding step is start-up, not the run's work
+        end = None if deadline is None else loop.time() + deadline
+        while True:
+            try:
+                left = None if end is None else max(0.0, end - loop.time())
+                event = await asyncio.wait_for(self._queue.get(), left)
+            except TimeoutError:
+                async for late in self._at_deadline():
+                    yield late
+                return
+            if event is None:
+                break
             yield event
         if self.options.digest and self._finished and not self._stopped:
             async for digest in _digests(self._finished, self.gateway, self.options):
                 yield digest
+
+    async def _seed_stored(self) -> None:
+        """The copies these sources' stories were analyzed under last time, so a syndicated
+        story keeps the copy that was analyzed whichever source is parsed first (#12 item 9)."""
+        if self.store is None or self.options.reanalyze:
+            return
+        stored: list[Article] = []
+        for source in self.options.sources:
+            for article in await self.store.last_articles(source.url):
+                if await self.store.get_analysis(
+                    article.content_hash, self.options.model, PROMPT_VERSION
+                ):
+                    stored.append(article)
+        self._dedup.seed_stored(stored)
+
+    async def _at_deadline(self) -> AsyncIterator[Event]:
+        """Stop the work in flight; what finished stays, and each source and article left
+        unfinished is reported once (``deadline reached``), so ``done`` counts them."""
+        self._deadline_hit = True
+        sources, articles = list(self._fetching.values()), list(self._pending.values())
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        while not self._queue.empty():  # what finished just before the deadline goes out first
+            event = self._queue.get_nowait()
+            if event is not None:
+                yield event
+        reason = f"deadline reached ({self.options.deadline:g} s)"
+        for source in sources:
+            self._source_failed(source, reason)
+        for article in articles:
+            self._analysis_failed(article, reason)
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            if event is not None:
+                yield event
 
     def _emit(self, event: Event) -> None:
         self._queue.put_nowait(event)
@@ -192,10 +255,12 @@ class NewsRun:
             kw: dict[str, Any] = {"concurrency": self.options.fetch_concurrency}
             if self.options.fetch_timeout is not None:
                 kw["timeout"] = self.options.fetch_timeout
-            self._fetcher = Fetcher(**kw)
+            self._fetcher = Fetcher(allow_private=self._allow_private, **kw)
             self._owned.append(self._fetcher.aclose)
         if self._executor is None:
-            local = LocalExecutor(self.gateway, embedding=embedding, fetcher=self._fetcher)
+            local = LocalExecutor(
+                self.gateway, embedding=embedding, fetcher=self._fetcher, api_key=self._api_key
+            )
             self._executor = local
             self._owned.append(local.aclose)
 
@@ -231,8 +296,10 @@ class NewsRun:
     async def take_source(self, source: Source) -> None:
         """Fetch and parse one source, report it and its articles, hand the new ones to analysis."""
         t0 = time.perf_counter()
+        self._fetching[source.name] = source
         try:
             result, articles, warnings = await self._fetch(source)
+            del self._fetching[source.name]
             self.done.sources_ok += 1
             # Dedup and budget are decided without awaiting, then the events go out in order
             # (source_ok, its articles) and only then are the analyses started: an analysis
@@ -252,15 +319,18 @@ class NewsRun:
             for event in found:
                 self._emit(event)
             for article in to_analyze:
+                self._pending[article.id] = article
                 self._spawn(self.analyze(article))
             if merged and self.store is not None:
                 await self.store.upsert_articles(merged)  # the kept copies now list this source too
         except SourceError as exc:
+            self._fetching.pop(source.name, None)
             self._source_failed(source, exc.reason)
             if self.store is not None:
                 with contextlib.suppress(NewsdeskError):  # the failure is reported all the same
                     await self.store.record_source_error(source, exc.reason)
         except Exception as exc:
+            self._fetching.pop(source.name, None)
             self._source_failed(source, f"unexpected {type(exc).__name__}: {exc}")
 
     async def _fetch(self, source: Source) -> tuple[FetchResult, list[Article], list[str]]:
@@ -348,6 +418,9 @@ class NewsRun:
             self._analysis_failed(article, str(exc))
         except Exception as exc:  # one article's bug must not end the run
             self._analysis_failed(article, f"unexpected {type(exc).__name__}: {exc}")
+        finally:
+            if not self._deadline_hit:
+                self._pending.pop(article.id, None)
 
     def _job(self, article: Article) -> AnalysisJob:
         o = self.options
@@ -359,6 +432,8 @@ class NewsRun:
             lang=o.lang,
             cache="refresh" if o.reanalyze else "use",
             full_text=o.full_text,
+            timeout=o.request_timeout,
+            retries=o.retries,
         )
 
     def _deltas(self, article: Article) -> Callable[[str], None] | None:

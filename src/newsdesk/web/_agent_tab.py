@@ -208,8 +208,8 @@ def agent_tab(ctx: WebContext, *, max_steps: int | None = None, label: str = "Ag
 
 
 def _web_tools(ctx: Any, model: str, api_base: str | None) -> list[Any] | None:
-    """The agent's tools in the web app: the store-reading ones. ``analyze_feed`` is left out:
-    it would fetch any URL or local path a web user names, past the News tab's checks."""
+    """The agent's tools in the web app. ``analyze_feed`` reads only http(s) URLs, through the
+    app's guarded fetcher (no private addresses unless ``--allow-private-sources``)."""
     from newsdesk._client import resolve_model
     from newsdesk.agents._model import is_small
     from newsdesk.agents._news_agent import ALL_TOOLS
@@ -217,5 +217,11 @@ def _web_tools(ctx: Any, model: str, api_base: str | None) -> list[Any] | None:
 
     if is_small(resolve_model(model)):
         return None  # the small-model setup reads the store only already
-    box = NewsToolbox(store=ctx.store, model=model, api_base=api_base, gateway=ctx.gateway)
-    return box.tools(tuple(t for t in ALL_TOOLS if t != "analyze_feed"))
+    box = NewsToolbox(
+        store=ctx.store,
+        model=model,
+        api_base=api_base,
+        gateway=ctx.gateway,
+        private_sources=ctx.desk.private_sources,
+    )
+    return box.tools(ALL_TOOLS)

@@ -78,8 +78,12 @@ def build_app(
     extra_tabs: Sequence[TabBuilder] = (),
     gateway: Gateway | None = None,
     allowed_api_bases: Sequence[str] = (),
+    private_sources: bool = True,
 ) -> gr.Blocks:
     """The whole app, queue configured; ``launch()`` it or use ``serve()``.
+
+    ``private_sources=False`` (what ``serve`` passes unless ``--allow-private-sources``): feeds
+    and pages on loopback, private, link-local and metadata addresses are refused.
 
     ``cache``: as ``--cache`` (None: memory + disk). Chat requests never use the cache.
     The server's API keys go only to providers' own endpoints, ``api_base`` and
@@ -100,7 +104,7 @@ def build_app(
         cache=cache if cache is not None else "disk",
         backend=KeyGuardBackend(LiteLLMBackend(), policy),
     )
-    desk = NewsDesk(gateway=gw, store=Store(store_path))
+    desk = NewsDesk(gateway=gw, store=Store(store_path), private_sources=private_sources)
     chosen = model or default_model()
     choices = [chosen, *[c for c in MODEL_CHOICES if c != chosen]]
 
@@ -387,10 +391,9 @@ def serve(
     link-local and metadata addresses are refused unless ``allow_private_sources``.
     """
     from newsdesk._backend import import_litellm
-    from newsdesk.news import refuse_private_addresses
 
-    refuse_private_addresses(not allow_private_sources)
     demo = build_app(
+        private_sources=allow_private_sources,
         model=model,
         api_base=api_base,
         store_path=store_path,
