@@ -301,6 +301,35 @@ async def local_demo(limit: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def preview_wiring() -> bool:
+    """``--preview``: run the pipeline as phase 2 of issue #15 will wire it, before that lands:
+    the embedding step through ``EmbeddingService`` (one worker thread, the article's lead only)
+    and a whole completion instead of a stream when nobody reads the deltas. Patches the old
+    pipeline module; False when it has no such seams (the new pipeline does this itself)."""
+    from newsdesk.news import _embed, _pipeline
+
+    if not hasattr(_pipeline, "_load_embedding") or not hasattr(_pipeline, "analyze_article"):
+        return False
+    service = _embed.EmbeddingService()
+    service.start()
+
+    class Step:
+        topic_and_vector = service.topic_and_vector
+
+        @staticmethod
+        def story_for(article_id: str, vector: bytes | None) -> str | None:
+            return service.story_for_sync(article_id, vector)
+
+    real = _pipeline.analyze_article
+
+    async def analyze(article: Any, gw: Any, *, on_delta: Any = None, **kw: Any) -> Any:
+        return await real(article, gw, on_delta=None, **kw)  # the bench never reads deltas
+
+    setattr(_pipeline, "_load_embedding", lambda enabled: Step() if enabled else None)  # noqa: B010
+    setattr(_pipeline, "analyze_article", analyze)  # noqa: B010
+    return True
+
+
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return min(runs, key=lambda r: r["wall"])
 
@@ -325,7 +354,12 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (best kept)")
     ap.add_argument("--local-limit", type=int, default=6)
     ap.add_argument("--quick", action="store_true", help="one run of each; no overhead section")
+    ap.add_argument(
+        "--preview", action="store_true", help="the phase-2 wiring (see preview_wiring)"
+    )
     args = ap.parse_args()
+    if args.preview and not preview_wiring():
+        print("--preview: this pipeline has no old seams to patch; ignored", file=sys.stderr)
     if args.quick:
         args.repeat = 1
 

