@@ -85,7 +85,9 @@ def second_source(items: list[tuple[str, str, str]], seed: int = 1) -> list[tupl
             words = text.split()
             for _ in range(3):
                 words[rng.randrange(len(words))] = rng.choice(_VOCAB)
-            out.append((f"https://other.test/{i}", title, " ".join(words) + " Officials confirmed."))
+            out.append(
+                (f"https://other.test/{i}", title, " ".join(words) + " Officials confirmed.")
+            )
         else:  # the same link
             out.append((url, title, text))
     return out

@@ -61,7 +61,9 @@ def pipeline_articles(texts: list[str]) -> list[tuple[str, str]]:
 
     items = [{"id": f"i{i}", "content_text": t} for i, t in enumerate(texts)]
     feed = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "e", "items": items})
-    parsed = parse_feed(feed.encode(), Source(name="e", url="e.json"), content_type="application/json")
+    parsed = parse_feed(
+        feed.encode(), Source(name="e", url="e.json"), content_type="application/json"
+    )
     return [(a.title, a.text) for a in parsed.articles]
 
 

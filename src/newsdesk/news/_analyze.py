@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError
 from newsdesk._request import CachePolicy, Request
+from newsdesk._response import Response
 from newsdesk.news._models import Article, ArticleAnalysis, Entities
 from newsdesk.news._prompt import (
     PROMPT_VERSION,
@@ -175,13 +176,13 @@ async def analyze_article(
         article, model=model, with_topic=llm_topic, lang=lang, api_base=api_base, cache=cache
     )
     embed_task = _start_embedding(topic_fn, article) if topic_fn else None
+    final: Response | None = None
     try:
         if on_delta is None:
             # Nobody watches the deltas: one whole completion. A stream costs CPU per chunk (the
             # provider's chunk parsing in LiteLLM, and a partial JSON parse of the answer so far).
             final = await gateway.complete(request)
         else:
-            final = None
             async for chunk in gateway.stream(request):
                 if chunk.content:
                     on_delta(chunk.content)
@@ -189,12 +190,13 @@ async def analyze_article(
                     on_delta(" ↻ ")  # the answer so far was invalid; the model is asked again
                 if chunk.done:
                     final = chunk.response
-            assert final is not None
     except BaseException:
         if embed_task is not None:
             embed_task.cancel()
             await asyncio.gather(embed_task, return_exceptions=True)
         raise
+    if final is None:
+        raise NewsdeskError(f"{model}: the stream ended without an answer")
     vector: bytes | None = None
     topic_by: Literal["llm", "embedding"] = "llm"
     raw: BaseModel = final.value

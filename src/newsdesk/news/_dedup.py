@@ -60,6 +60,8 @@ _PRIME = np.uint64((1 << 61) - 1)
 _MAX_HASH = np.uint64((1 << 32) - 1)
 # Shingle hashes are combined from word hashes with these odd multipliers (mod 2**64).
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
+# (sorted unique shingle hashes, MinHash signature), or None for a text with too few shingles
+_Signed = tuple[np.ndarray, np.ndarray] | None
 # Signature cells computed per numpy step (num_perm x shingles): bounds the temporary memory.
 _CELLS = 4_000_000
 
@@ -134,8 +136,8 @@ class Deduplicator:
                 kept = self._by_key.get((kind, key))
                 if kept is not None:
                     return Duplicate(kept, kind)
-            sh, sig = self._sign([article])[0]
-            return self._near(article, sh, sig) if sh is not None else None
+            signed = self._sign([article])[0]
+            return self._near(article, *signed) if signed is not None else None
 
     def add(self, article: Article) -> Article | None:
         """``article`` if it is new (it is then remembered), or None if it repeats a kept one.
@@ -176,12 +178,12 @@ class Deduplicator:
         self,
         article: Article,
         keys: list[tuple[MatchKind, str]],
-        signed: tuple[np.ndarray | None, np.ndarray | None] | None,
+        signed: _Signed,
     ) -> Article | Duplicate:
         # checked again here: an earlier article of the same batch may have taken the key
         dup = self._exact_match(keys)
-        if dup is None and signed is not None and signed[0] is not None:
-            dup = self._near(article, signed[0], signed[1])  # type: ignore[arg-type]
+        if dup is None and signed is not None:
+            dup = self._near(article, *signed)
         if dup is not None:
             self._merge(dup.kept, article)
             return dup
@@ -191,13 +193,12 @@ class Deduplicator:
             article.sources.insert(0, article.source)
         for kind, key in keys:
             self._by_key[(kind, key)] = article
-        if signed is not None and signed[0] is not None:
+        if signed is not None:
             sh, sig = signed
-            assert sig is not None
             index = len(self._near_kept)
             self._near_kept.append((article, sh))
-            for table, key in zip(self._tables, self._band_keys(sig), strict=True):
-                table.setdefault(key, {}).setdefault(article.source, []).append(index)
+            for table, band_key in zip(self._tables, self._band_keys(sig), strict=True):
+                table.setdefault(band_key, {}).setdefault(article.source, []).append(index)
         self._kept.append(article)
         return article
 
@@ -263,31 +264,31 @@ class Deduplicator:
         sh = np.unique(mixed)
         return sh if len(sh) >= self.min_shingles else None
 
-    def _sign(
-        self, articles: Sequence[Article]
-    ) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
-        """(shingle hashes, MinHash signature) per article, the signatures in chunks of
-        articles whose shingles fit ``_CELLS`` numpy cells."""
-        shs = [self._shingle_hashes(a) for a in articles]
-        sigs: list[np.ndarray | None] = [None] * len(articles)
-        todo = [i for i, sh in enumerate(shs) if sh is not None]
+    def _sign(self, articles: Sequence[Article]) -> list[_Signed]:
+        """(shingle hashes, MinHash signature) per article (None: too few shingles), the
+        signatures in chunks of articles whose shingles fit ``_CELLS`` numpy cells."""
+        found = [self._shingle_hashes(a) for a in articles]
+        shs = {i: sh for i, sh in enumerate(found) if sh is not None}
+        out: list[_Signed] = [None] * len(articles)
+        todo = list(shs)
         per_chunk = max(1, _CELLS // self.num_perm)
         start = 0
         while start < len(todo):
-            chunk, total = [], 0
-            while start < len(todo) and (not chunk or total + len(shs[todo[start]]) <= per_chunk):  # type: ignore[arg-type]
+            chunk: list[int] = []
+            total = 0
+            while start < len(todo) and (not chunk or total + len(shs[todo[start]]) <= per_chunk):
                 chunk.append(todo[start])
-                total += len(shs[todo[start]])  # type: ignore[arg-type]
+                total += len(shs[todo[start]])
                 start += 1
-            lengths = [len(shs[i]) for i in chunk]  # type: ignore[arg-type]
-            hv = np.concatenate([shs[i] for i in chunk]) & _MAX_HASH  # type: ignore[misc]
+            lengths = [len(shs[i]) for i in chunk]
+            hv = np.concatenate([shs[i] for i in chunk]) & _MAX_HASH
             # datasketch: ((a * h + b) mod p) & max_hash, uint64 arithmetic wrapping as there
             phv = ((hv[None, :] * self._a + self._b) % _PRIME) & _MAX_HASH
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
             mins = np.minimum.reduceat(phv, offsets, axis=1)
             for j, i in enumerate(chunk):
-                sigs[i] = mins[:, j].astype(np.uint32)
-        return list(zip(shs, sigs, strict=True))
+                out[i] = (shs[i], mins[:, j].astype(np.uint32))
+        return out
 
     def _band_keys(self, sig: np.ndarray) -> list[bytes]:
         raw, step = sig.tobytes(), self._rows * sig.itemsize

@@ -558,6 +558,7 @@ def _engine_threads(n: int) -> None:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(lib).omp_set_num_threads(int(n))
 
+
 T = TypeVar("T")
 
 
@@ -657,7 +658,9 @@ class EmbeddingService:
 
     async def embed_text(self, text: str, kind: Kind = "passage") -> np.ndarray:
         """One text's vector, embedded on the worker (batched with whatever else is queued)."""
-        return await asyncio.wrap_future(self._submit(_EmbedJob(text, kind, concurrent.futures.Future())))
+        return await asyncio.wrap_future(
+            self._submit(_EmbedJob(text, kind, concurrent.futures.Future()))
+        )
 
     async def topic_and_vector(self, article: Article) -> tuple[str, bytes, tuple[str, float]]:
         """(topic, vector bytes, (tone, sentiment)) for an article: one embedding of its lead,
@@ -681,7 +684,7 @@ class EmbeddingService:
         if vector is None:
             return None
         job = _CallJob(lambda: self._story(article_id, vector), concurrent.futures.Future())
-        return self._submit(job).result()  # type: ignore[no-any-return]
+        return self._submit(job).result()
 
     # -- internals
 
@@ -753,7 +756,7 @@ class EmbeddingService:
             if not group:
                 continue
             try:
-                vecs = self.embedder.embed([j.text for j in group], kind=kind)  # type: ignore[arg-type]
+                vecs = self.embedder.embed([j.text for j in group], kind=kind)
             except BaseException as exc:
                 for j in group:
                     j.future.set_exception(exc)
