@@ -9,7 +9,7 @@ caller can stop between chunks once it has enough new articles (``--limit``).
 
 The signatures follow datasketch's MinHash scheme (universal hashing ``(a*h + b) mod p`` over
 32-bit shingle hashes) computed for many articles at once; datasketch's one-object-per-article
-API spent ~0.1 ms of Python per article and its LSH index handed back every same-source
+API costs Python work per article and its one LSH index handed back every same-source
 near-duplicate as a candidate (a feed's templated daily items made that quadratic). Here the
 index's buckets are split by source, so only other sources' articles are ever candidates.
 """
