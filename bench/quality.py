@@ -49,7 +49,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-DATA = ROOT.parent / "shared" / "data" / "lee50.txt"
+# next to the repo; from a git worktree (…/wt/NAME), next to the worktrees' parent
+DATA = next(
+    (
+        d / "shared" / "data" / "lee50.txt"
+        for d in (ROOT.parent, ROOT.parent.parent)
+        if (d / "shared" / "data" / "lee50.txt").exists()
+    ),
+    ROOT.parent / "shared" / "data" / "lee50.txt",
+)
 LABELS = ROOT / "bench" / "data" / "lee50_labels.json"
 DEFAULT_MODEL = "local/smollm2"
 TEST_SERVER_MODEL = "openai/test-server"
