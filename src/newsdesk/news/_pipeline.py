@@ -111,6 +111,7 @@ class NewsRun:
         self._llm_topic = True
         self._budget = options.limit  # new articles still to analyze (None: no limit)
         self._slots = asyncio.Semaphore(options.concurrency)
+        # kept for the digest only: a long run without one must not grow with its articles
         self._finished: list[tuple[Article, ArticleAnalysis]] = []
         self._stopped = False
         self.run_id = ""
@@ -411,7 +412,8 @@ class NewsRun:
             return False
         self.done.analyzed += 1
         self.done.from_cache += 1
-        self._finished.append((article, stored.analysis))
+        if self.options.digest:
+            self._finished.append((article, stored.analysis))
         topic_by = stored.topic_by if stored.topic_by in ("llm", "embedding") else "llm"
         self._emit(
             _ready(
@@ -449,7 +451,8 @@ class NewsRun:
         done.completion_tokens += result.completion_tokens
         done.cost += result.cost
         done.sum_latency += result.latency
-        self._finished.append((article, result.analysis))
+        if self.options.digest:
+            self._finished.append((article, result.analysis))
         self._emit(
             _ready(
                 article,
