@@ -38,7 +38,15 @@ from newsdesk.news._embed import (  # noqa: E402
 )
 from newsdesk.news._models import TOPICS  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "lee50.txt"
+# next to the repo; from a git worktree (…/wt/NAME), next to the worktrees' parent
+DATA = next(
+    (
+        d / "shared" / "data" / "lee50.txt"
+        for d in (ROOT.parent, ROOT.parent.parent)
+        if (d / "shared" / "data" / "lee50.txt").exists()
+    ),
+    ROOT.parent / "shared" / "data" / "lee50.txt",
+)
 LABELS = ROOT / "bench" / "data" / "lee50_labels.json"
 
 # lee50 has no sports or technology article and one each of science/health/entertainment, so a

@@ -176,3 +176,65 @@ def test_threshold_is_respected() -> None:
     strict = Deduplicator(threshold=0.95)
     strict.add(make("A", "Plant", STORY, url="https://a.test/1"))
     assert strict.add(make("B", "Plant", STORY_REWRITE, url="https://b.test/1")) is not None
+
+
+def test_add_many_says_what_each_article_repeats() -> None:
+    from newsdesk.news._dedup import Duplicate
+
+    d = Deduplicator()
+    kept = make("A", "Plant closes", STORY, url="https://a.test/1")
+    batch = [
+        kept,
+        make("B", "Plant to shut", STORY_REWRITE, url="https://b.test/9"),  # near, other source
+        make("C", "Same link", OTHER, url="https://a.test/1"),  # exact, by URL
+        make("A", "Rates held", OTHER, url="https://a.test/2"),  # new
+    ]
+    out = d.add_many(batch)
+    assert out[0] is kept and out[3] is batch[3]
+    assert isinstance(out[1], Duplicate) and out[1].kind == "near" and out[1].kept is kept
+    assert out[1].similarity >= 0.5
+    assert isinstance(out[2], Duplicate) and out[2].kind == "url"
+    assert kept.sources == ["A", "B", "C"]
+    # the same verdicts one at a time, in a fresh deduplicator
+    d2 = Deduplicator()
+    fresh = [make(a.source, a.title, a.text, url=a.url) for a in batch]
+    assert [d2.add(a) is not None for a in fresh] == [True, False, False, True]
+
+
+def test_templated_items_of_one_feed_are_all_kept_and_cost_linear_time() -> None:
+    import time
+
+    def templated(n: int, source: str = "A") -> list[Article]:
+        return [
+            make(
+                source,
+                f"Markets close higher on day {i}",
+                f"The index rose {i % 90 + 1} points on day {i}. Traders said the gains were led by "
+                "banks and energy companies, while technology shares were mixed and the currency "
+                "was little changed against the dollar in quiet trading.",
+                url=f"https://a.test/m{i}",
+            )
+            for i in range(n)
+        ]
+
+    def seconds(n: int) -> float:
+        d = Deduplicator()
+        items = templated(n)
+        t0 = time.perf_counter()
+        out = d.add_many(items)
+        took = time.perf_counter() - t0
+        assert all(isinstance(o, Article) for o in out)  # one feed's look-alikes are news
+        return took
+
+    seconds(200)  # warm-up
+    small, big = seconds(500), seconds(4000)
+    # every item lands in the same LSH buckets; same-source candidates must not be visited,
+    # or 8x the items cost 64x the time
+    assert big < small * 8 * 3, (small, big)
+    # and another source's copy of one of them is still found
+    d = Deduplicator()
+    d.add_many(templated(300))
+    original = templated(300)[123]
+    copy = make("B", original.title, original.text + " Officials confirmed.", url="https://b.test/c")
+    found = d.find_duplicate(copy)
+    assert found is not None and found.kind == "near" and found.kept.id == original.id

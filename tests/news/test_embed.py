@@ -29,7 +29,7 @@ from newsdesk.news._embed import (
     vector_from_bytes,
     vector_to_bytes,
 )
-from newsdesk.news._models import TOPICS
+from newsdesk.news._models import TOPICS, Article
 
 SPORTS = (
     "Striker Marta Silva scored twice in the second half as the home side beat their rivals 3-1 "
@@ -225,3 +225,88 @@ def test_article_text_does_not_repeat_a_title_made_from_the_text() -> None:
     body = "Floods closed the coastal road on Monday after two days of heavy rain in the valley."
     assert article_text(body[:40] + "…", body) == body
     assert article_text("Floods close road", body) == f"Floods close road. {body}"
+
+
+# --- the embedding service ------------------------------------------------------------------------
+
+
+class _CountingEmbedder:
+    """The real model, counting the calls and how many texts each carried (to see batching)."""
+
+    def __init__(self, inner: E5Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[int] = []
+        self.threads: set[str] = set()
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts, *, kind):  # type: ignore[no-untyped-def]
+        self.calls.append(len(texts))
+        self.threads.add(threading.current_thread().name)
+        return self.inner.embed(texts, kind=kind)
+
+
+def _article(i: int, text: str) -> Article:
+    return Article(id=f"{i:024d}", source="s", url=f"https://s.test/{i}", title="", text=text)
+
+
+@needs_model
+async def test_service_batches_queued_texts_on_one_thread_and_matches_direct_embedding(
+    embedder: E5Embedder,
+) -> None:
+    import asyncio
+
+    counting = _CountingEmbedder(embedder)
+    texts = [SPORTS, BUSINESS, RAIL_A, RAIL_B, UNRELATED, RUSSIAN_FOOTBALL]
+    with _embed.EmbeddingService(counting) as service:
+        await service.astart()  # topic/tone prototypes: embedded before the articles
+        counting.calls.clear()
+        results = await asyncio.gather(
+            *(service.topic_and_vector(_article(i, t)) for i, t in enumerate(texts))
+        )
+        # queued while the first was embedding: fewer calls than texts, every one on the worker
+        assert sum(counting.calls) == len(texts) and len(counting.calls) < len(texts)
+        assert counting.threads == {"newsdesk-embed"}
+        direct = embedder.embed(
+            [service.text_for(_article(i, t)) for i, t in enumerate(texts)], kind="passage"
+        )
+        for (topic, vec, (tone, sentiment)), want in zip(results, direct, strict=True):
+            assert np.allclose(vector_from_bytes(vec), want, atol=1e-4)
+            assert topic in TOPICS and tone in ("positive", "neutral", "negative")
+            assert -1.0 <= sentiment <= 1.0
+        assert results[0][0] == "sports"
+        # one event told twice: one story; the unrelated report: another
+        a = await service.story_for("a" * 24, results[2][1])
+        b = await service.story_for("b" * 24, results[3][1])
+        c = await service.story_for("c" * 24, results[4][1])
+        assert a == b == "story-aaaaaaaaaaaa" and c != a
+        # the sync entry points do the same work
+        assert service.topic_and_vector_sync(_article(0, SPORTS))[0] == "sports"
+    with pytest.raises(RuntimeError, match="closed"):
+        await service.topic_and_vector(_article(0, SPORTS))
+
+
+@needs_model
+def test_service_cuts_articles_to_max_chars(embedder: E5Embedder) -> None:
+    service = _embed.EmbeddingService(embedder, max_chars=120)
+    long = _article(1, " ".join([SPORTS, BUSINESS, UNRELATED]))
+    assert len(service.text_for(long)) <= 120
+    assert service.text_for(long) == article_text("", long.text, max_chars=120)
+    service.close()
+
+
+async def test_service_reports_an_embedding_failure_to_the_caller() -> None:
+    class Broken:
+        name = "broken"
+        dim = 4
+
+        def embed(self, texts, *, kind):  # type: ignore[no-untyped-def]
+            raise ValueError("engine failed")
+
+    service = _embed.EmbeddingService(Broken())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="engine failed"):
+        await service.embed_text("anything")
+    await service.aclose()

@@ -543,6 +543,25 @@ async def test_limit_caps_the_number_of_analyses(
     assert events[-1].articles == 5 and events[-1].analyzed == 5
 
 
+async def test_limit_stops_deduplicating_a_big_feed_but_stores_all_of_it(
+    openai_server: OpenAIServerHandle, feed_server: FeedServer, store: Store
+) -> None:
+    """--limit 3 on a 1,500-item feed: dedup stops after the chunk that found the 3 (the rest
+    would be neither analyzed nor reported), yet every item is stored for a later 304."""
+    n = 3 * _pipeline.DEDUP_CHUNK
+    url = serve(
+        feed_server,
+        [item(f"Big {i}", words(f"big{i}", 12), f"https://big.test/{i}") for i in range(n)],
+    )
+    run = _pipeline.NewsRun(
+        options(openai_server, [Source(name="big", url=url)], limit=3), gateway=gateway(), store=store
+    )
+    events = [ev async for ev in run.events()]
+    assert len(of(events, "analysis")) == 3
+    assert len(run._dedup) == _pipeline.DEDUP_CHUNK  # one chunk, not the whole feed
+    assert len(store.last_articles(url)) == n
+
+
 async def test_digest_gives_one_summary_per_topic(
     openai_server: OpenAIServerHandle, feed_server: FeedServer
 ) -> None:

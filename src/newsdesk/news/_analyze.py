@@ -8,10 +8,11 @@ the embedding step, so a job queue worker on another machine could run it as it 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
@@ -19,6 +20,7 @@ from pydantic import BaseModel, SecretStr
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError
 from newsdesk._request import CachePolicy, Request
+from newsdesk._response import Response
 from newsdesk.news._faithful import repair
 from newsdesk.news._models import Article, ArticleAnalysis, Entities
 from newsdesk.news._prompt import (
@@ -151,10 +153,18 @@ def analysis_request(
     )
 
 
-TopicFn = Callable[[Article], tuple[Any, ...]]
+TopicFn = Callable[[Article], tuple[Any, ...] | Awaitable[tuple[Any, ...]]]
 """Embedding step: article -> (topic, vector bytes) or (topic, vector bytes, (tone, sentiment)).
-Blocking; run in a thread. The tone, when given, replaces the LLM's wherever the embedding's topic
-does (``llm_topic=False``): measured on lee50, the embedded LLM's tone is worse than it."""
+Either a coroutine function (``EmbeddingService.topic_and_vector``: awaited beside the LLM call)
+or a blocking function (run in a thread). The tone, when given, replaces the LLM's wherever the
+embedding's topic does (``llm_topic=False``): measured on lee50, the embedded LLM's tone is worse
+than it."""
+
+
+def _start_embedding(topic_fn: TopicFn, article: Article) -> asyncio.Future[Any]:
+    if inspect.iscoroutinefunction(topic_fn):
+        return asyncio.ensure_future(topic_fn(article))
+    return asyncio.ensure_future(asyncio.to_thread(topic_fn, article))
 
 
 async def analyze_article(
@@ -188,22 +198,28 @@ async def analyze_article(
         retries=retries,
         api_key=api_key,
     )
-    embed_task = asyncio.create_task(asyncio.to_thread(topic_fn, article)) if topic_fn else None
+    embed_task = _start_embedding(topic_fn, article) if topic_fn else None
+    final: Response | None = None
     try:
-        final = None
-        async for chunk in gateway.stream(request):
-            if chunk.content and on_delta is not None:
-                on_delta(chunk.content)
-            elif chunk.restart and on_delta is not None:
-                on_delta(" ↻ ")  # the answer so far was invalid; the model is asked again
-            if chunk.done:
-                final = chunk.response
-        assert final is not None
+        if on_delta is None:
+            # Nobody watches the deltas: one whole completion. A stream costs CPU per chunk (the
+            # provider's chunk parsing in LiteLLM, and a partial JSON parse of the answer so far).
+            final = await gateway.complete(request)
+        else:
+            async for chunk in gateway.stream(request):
+                if chunk.content:
+                    on_delta(chunk.content)
+                elif chunk.restart:
+                    on_delta(" ↻ ")  # the answer so far was invalid; the model is asked again
+                if chunk.done:
+                    final = chunk.response
     except BaseException:
         if embed_task is not None:
             embed_task.cancel()
             await asyncio.gather(embed_task, return_exceptions=True)
         raise
+    if final is None:
+        raise NewsdeskError(f"{model}: the stream ended without an answer")
     vector: bytes | None = None
     topic_by: Literal["llm", "embedding"] = "llm"
     raw: BaseModel = final.value

