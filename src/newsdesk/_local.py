@@ -53,6 +53,11 @@ def model_path(name: str) -> Path:
     raise ConfigError(f"unknown local model {name!r}: use {known} or local/<path to a .gguf file>")
 
 
+def busy() -> bool:
+    """Whether an embedded model is generating right now (for "waiting for the model" hints)."""
+    return any(lock.locked() for lock in list(_gen_locks.values()))
+
+
 def get_llama(name: str) -> tuple[Any, threading.Lock]:
     """Load (once per process) the llama.cpp model for ``name``."""
     with _lock:

@@ -98,7 +98,7 @@ def ui(browser: Any, web: WebServer, artifacts: Path) -> Iterator[Page]:
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(web.url)
-    page.locator("#chatbot").wait_for()
+    page.locator("#news-run").wait_for()
     try:
         yield Page(page, artifacts)
     finally:
@@ -120,6 +120,8 @@ def poll(fn: Any, until: Any, timeout: float, interval: float = 0.05) -> list[An
 
 
 def send_chat(ui: Page, text: str) -> None:
+    if not ui.page.locator("#chat-input textarea").is_visible():
+        ui.page.get_by_role("tab", name="Chat").click()
     ui.page.fill("#chat-input textarea", text)
     ui.page.keyboard.press("Enter")
 
@@ -129,6 +131,13 @@ def test_page_loads_offline(ui: Page) -> None:
     for tab in ("Chat", "News", "History"):
         assert page.get_by_role("tab", name=tab).is_visible()
     assert page.title() == "newsdesk"
+    # The first screen is the main job: the News tab with the demo feeds checked, and one line
+    # saying what each tab does.
+    assert page.get_by_role("tab", name="News").get_attribute("aria-selected") == "true"
+    assert page.locator("#news-run").is_visible()
+    intro = page.locator("#intro").inner_text()
+    assert "demo feeds" in intro and "History" in intro and "Chat" in intro
+    assert page.locator("#news-demo input[type=checkbox]:checked").count() >= 4
     ui.shot("home")
 
 
@@ -216,7 +225,14 @@ def test_news_stop_button_stops_the_run(ui: Page, openai_server: Any) -> None:
     stopped_at = ui.row_count()
     time.sleep(1.5)
     assert ui.row_count() == stopped_at < 24
-    assert "finished" not in ui.status()
+    status = ui.status()
+    assert "finished" not in status
+    # A stop is not an error: no error badge, the header says it stopped, nothing in flight.
+    assert page.locator(".error, [data-testid='error']").filter(has_text="Error").count() == 0
+    assert "Error" not in page.locator("#news-status").evaluate("e => e.parentElement.innerText")
+    assert status.startswith("Stopped: analyzed") and "in flight" not in status
+    assert page.input_value("#news-inflight textarea") == ""
+    ui.shot("news-stopped")
 
 
 def test_history_tab_filters_and_shows_details(ui: Page, feed_server: Any) -> None:

@@ -32,6 +32,12 @@ CHAT_UPDATE_INTERVAL = 0.04  # seconds between chat UI updates (a token at a tim
 DEFAULT_CONCURRENCY = 8  # events of one kind running at once across all sessions (>= 4 sessions)
 MODEL_CHOICES = ["local/smollm2", "fast", "strong", "openai/gpt-4o-mini", "ollama/llama3"]
 
+INTRO = (
+    "**News** analyzes feeds — the bundled demo feeds are checked, press **Run** · "
+    "**Chat** talks to the model · **History** searches past runs · "
+    "**Agent** answers questions about the stored news"
+)
+
 CSS = """
 #news-inflight textarea { font-family: ui-monospace, monospace; font-size: 12px; }
 #news-status table { font-size: 13px; }
@@ -139,9 +145,11 @@ def build_app(
             key_policy=policy,
             api_key=api_key_box,
         )
-        with gr.Tabs(elem_id="tabs"):
-            build_chat_tab(ctx)
+        gr.Markdown(INTRO, elem_id="intro")
+        # The News tab is the main job: the app opens on it, demo feeds already checked.
+        with gr.Tabs(elem_id="tabs", selected="news"):
             build_news_tab(ctx)
+            build_chat_tab(ctx)
             build_history_tab(ctx)
             for builder in dict.fromkeys([*_registered, *extra_tabs]):  # each tab once
                 builder(ctx)

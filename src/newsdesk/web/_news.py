@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 UPDATE_INTERVAL = 0.3  # seconds between UI updates while a run streams
+WAIT_HINT_AFTER = 2.0  # seconds without model output before "waiting for the model" shows
 TABLE_COLUMNS = ["#", "title", "source(s)", "topic", "tone", "sentiment", "story", "summary"]
 CellType = Literal["str", "number", "bool", "date", "markdown", "html"]
 # Plain "str"/"number" cells only: they render as text, never as Markdown or HTML.
@@ -116,6 +118,12 @@ class NewsRunView:
     done: Any = None
     error: str | None = None
     cancelled: bool = False
+    waiting: bool = False  # articles are queued but the (shared, embedded) model is busy elsewhere
+    # Monotonic times seen while folding: when each analysis began streaming and ended, so the
+    # summary can tell time in the model from time waiting for it.
+    stream_start: dict[str, float] = field(default_factory=dict)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    found_by_source: dict[str, int] = field(default_factory=dict)
     # What changed since the last render, so unchanged components are skipped.
     dirty: set[str] = field(default_factory=set)
 
@@ -125,13 +133,14 @@ class NewsRunView:
 
     # -- events ------------------------------------------------------------------------------
 
-    def apply(self, ev: Any) -> None:
+    def apply(self, ev: Any, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         kind = ev.event
         if kind == "run_started":
             self.run_id, self.model = ev.run_id, ev.model
             self.dirty.add("status")
         elif kind == "source_ok":
-            text = f"{ev.articles} articles, {ev.new_articles} new"
+            text = f"{ev.articles} articles"
             if ev.not_modified:
                 text += " (not modified since last run)"
             if ev.warnings:
@@ -148,6 +157,7 @@ class NewsRunView:
             self.carried_by[key] = merged
             if ev.duplicate_of is None:
                 self.titles[ev.id] = ev.title
+                self.found_by_source[ev.source] = self.found_by_source.get(ev.source, 0) + 1
             row = self.by_id.get(key)
             if row is not None:
                 row.sources = _merge(row.sources, merged)
@@ -157,9 +167,15 @@ class NewsRunView:
             self.dirty.add("status")
         elif kind == "analysis_delta":
             self.inflight[ev.id] = self.inflight.get(ev.id, "") + ev.text
+            self.stream_start.setdefault(ev.id, now)
+            if self.waiting:
+                self.waiting = False
+                self.dirty.add("status")
             self.dirty.add("inflight")
         elif kind == "analysis":
             self.inflight.pop(ev.id, None)
+            if ev.id in self.stream_start:
+                self.spans.append((self.stream_start.pop(ev.id), now))
             row = Row(
                 n=len(self.rows) + 1,
                 id=ev.id,
@@ -180,6 +196,7 @@ class NewsRunView:
             self.dirty.update(("table", "charts", "inflight", "status"))
         elif kind == "analysis_error":
             self.inflight.pop(ev.id, None)
+            self.stream_start.pop(ev.id, None)
             self.failures.append((ev.title or ev.id, ev.source, ev.reason))
             self.dirty.update(("inflight", "status"))
         elif kind == "digest":
@@ -187,12 +204,75 @@ class NewsRunView:
             self.dirty.add("summary")
         elif kind == "done":
             self.done = ev
+            self.waiting = False
             self.inflight.clear()
             self.dirty.update(("status", "inflight", "summary"))
 
     def fail(self, message: str) -> None:
         self.error = message
         self.dirty.update(("status", "summary"))
+
+    def stop(self) -> None:
+        """The user stopped the run: nothing is in flight any more, and that is not an error."""
+        self.cancelled = True
+        self.waiting = False
+        self.inflight.clear()
+        self.stream_start.clear()
+        self.dirty.update(("status", "inflight", "summary"))
+
+    def set_waiting(self, waiting: bool) -> None:
+        """Whether this run's articles wait for a model another session is using."""
+        if waiting != self.waiting:
+            self.waiting = waiting
+            self.dirty.add("status")
+
+    def pending(self) -> int:
+        """Articles found but neither analyzed nor failed yet."""
+        return max(0, len(self.titles) - len(self.rows) - len(self.failures))
+
+    def source_counts(self, name: str) -> tuple[int, int]:
+        """(analyzed now by the model, remembered from the store) for one source's articles."""
+        fresh = remembered = 0
+        for r in self.rows:
+            if r.source == name:
+                if r.cached:
+                    remembered += 1
+                else:
+                    fresh += 1
+        return fresh, remembered
+
+    def timing(self) -> dict[str, float]:
+        """Time in the model vs. waiting for it, from when analyses streamed (see ``apply``).
+
+        ``model``: summed time analyses spent streaming; ``busy``: time at least one streamed;
+        ``at_once``: the most that streamed at the same moment; ``queued``: summed latency
+        beyond time in the model (waiting for a slot, the model lock or the provider)."""
+        spans = sorted(self.spans)
+        model = sum(b - a for a, b in spans)
+        busy = 0.0
+        at_once = 0
+        end = float("-inf")
+        for a, b in spans:
+            if a >= end:
+                busy += b - a
+            elif b > end:
+                busy += b - end
+            end = max(end, b)
+        points = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+        current = 0
+        for _t, step in points:
+            current += step
+            at_once = max(at_once, current)
+        fresh = [r for r in self.rows if not r.cached]
+        latency = sum(r.latency for r in fresh)
+        return {
+            "model": model,
+            "busy": busy,
+            "at_once": float(at_once),
+            "queued": max(0.0, latency - model) if spans else 0.0,
+            "latency": latency,
+            "fresh": float(len(fresh)),
+        }
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -202,7 +282,7 @@ class NewsRunView:
             lines.append(f"**Error:** {md_text(self.error)}\n")
         analyzed = len(self.rows)
         expected = len(self.titles)
-        progress = f"**Analyzed {analyzed}"
+        progress = f"**{'Stopped: analyzed' if self.cancelled else 'Analyzed'} {analyzed}"
         if expected:
             progress += f" of {expected}"
         progress += "**"
@@ -212,14 +292,24 @@ class NewsRunView:
             progress += f" · {len(self.inflight)} in flight"
         if self.done is not None:
             progress += f" · finished in {self.done.wall:.1f} s"
-        elif self.cancelled:
-            progress += " · stopped"
         if self.model:
             progress += f" · model {md_text(self.model)}"
         lines.append(progress + "\n")
+        if self.waiting and self.done is None and not self.cancelled:
+            lines.append(
+                f"_Waiting for the model: {self.pending()} articles are queued while another "
+                "run or chat (perhaps in another browser session) is using it. The embedded "
+                "model analyzes one article at a time._\n"
+            )
         lines.append("| source | status |\n|---|---|")
         for name, (state, text) in self.status.items():
             icon = _STATUS_ICON.get(state, "")
+            if state == "ok":
+                fresh, remembered = self.source_counts(name)
+                if fresh or remembered:
+                    text += f" · {fresh} analyzed now, {remembered} remembered from earlier runs"
+            elif state == "pending" and self.cancelled:
+                icon, text = "", "stopped before it was read"
             lines.append(f"| {md_text(name)} | {icon} {md_text(text)} |")
         if self.failures:
             lines.append("\n**Analyses that failed**\n")
@@ -300,22 +390,26 @@ class NewsRunView:
 
     def summary_markdown(self) -> str:
         lines: list[str] = []
-        if self.error and self.done is None:
+        if self.error and self.done is None and self.run_id:  # before a run: the status says it
             lines.append(f"**The run stopped:** {md_text(self.error)}")
         if self.cancelled and self.done is None:
-            lines.append(f"**Stopped** after {len(self.rows)} analyses.")
+            lines.append(
+                f"**Stopped.** {len(self.rows)} analyses finished before the stop and are kept "
+                "(see History)."
+            )
         d = self.done
         if d is not None:
             lines.append("### Run summary")
+            remembered = sum(1 for r in self.rows if r.cached)
             lines.append(
                 f"- sources: {d.sources_ok} ok, {d.sources_failed} failed\n"
-                f"- articles: {d.articles} new, {d.duplicates} duplicates merged\n"
-                f"- analyzed: {d.analyzed} ({d.from_cache} from cache), {d.failed} failed\n"
+                f"- articles: {len(self.titles)} found, {d.duplicates} duplicates merged\n"
+                f"- analyzed: {d.analyzed} — {d.analyzed - remembered} by the model now, "
+                f"{remembered} remembered from earlier runs; {d.failed} failed\n"
                 f"- tokens: {d.prompt_tokens} prompt + {d.completion_tokens} completion"
                 + (f" · cost ${d.cost:.6f}" if d.cost else "")
                 + "\n"
-                f"- wall time {d.wall:.1f} s · sum of analysis times {d.sum_latency:.1f} s · "
-                f"saved {d.saved:.1f} s by running concurrently"
+                + self._timing_line(d.wall)
             )
             for name, reason in d.failures.items():
                 lines.append(f"- failed source {md_text(name)}: {md_text(reason)}")
@@ -326,6 +420,28 @@ class NewsRunView:
                     f"**{md_text(dg.topic)}** ({dg.articles} articles): {md_text(dg.summary)}"
                 )
         return "\n\n".join(lines)
+
+
+    def _timing_line(self, wall: float) -> str:
+        t = self.timing()
+        line = f"- wall time {wall:.1f} s"
+        if not t["fresh"]:
+            return line + " (nothing needed the model)"
+        if not self.spans:  # no streamed text to time: say only what is known
+            return line + f" · {t['latency']:.1f} s summed over analyses (waiting included)"
+        n = int(t["fresh"])
+        line += (
+            f" · in the model {t['model']:.1f} s ({t['model'] / n:.1f} s per analysis)"
+            f" · waiting in the queue {t['queued']:.1f} s summed over analyses"
+        )
+        if t["at_once"] > 1 and t["model"] - t["busy"] > 0.5:
+            line += (
+                f" · up to {int(t['at_once'])} ran at once, "
+                f"saving {t['model'] - t['busy']:.1f} s of model time"
+            )
+        else:
+            line += " · analyses ran one at a time"
+        return line
 
 
 def _merge(*lists: list[str]) -> list[str]:
@@ -564,6 +680,7 @@ def build_news_tab(ctx: WebContext) -> None:
             detail = gr.Markdown(elem_id="news-detail", label="Selected article")
             summary = gr.Markdown(elem_id="news-summary")
         rows_state = gr.State([])
+        stops: dict[str, asyncio.Event] = {}  # session -> its run's Stop
 
         async def run_news(
             demo_sel: list[str] | None,
@@ -576,8 +693,14 @@ def build_news_tab(ctx: WebContext) -> None:
             want_digest: bool,
             want_reanalyze: bool,
             want_embeddings: bool,
+            request: Any = None,
         ) -> AsyncIterator[tuple[Any, ...]]:
-            async for update in _run(
+            # Stop is cooperative: the run ends and says "Stopped", it is not cancelled (a
+            # cancelled event shows as an error in the page).
+            session = getattr(request, "session_hash", None) or ""
+            stop = stops[session] = asyncio.Event()
+            try:
+                async for update in _run(
                 ctx,
                 demo_sel,
                 urls_text,
@@ -588,9 +711,15 @@ def build_news_tab(ctx: WebContext) -> None:
                 conc,
                 want_digest,
                 want_reanalyze,
-                want_embeddings,
-            ):
-                yield update
+                    want_embeddings,
+                    stop=stop,
+                ):
+                    yield update
+            finally:
+                if stops.get(session) is stop:
+                    del stops[session]
+
+        run_news.__annotations__["request"] = gr.Request
 
         run_event = run_btn.click(
             run_news,
@@ -620,13 +749,14 @@ def build_news_tab(ctx: WebContext) -> None:
             show_progress="minimal",
             show_progress_on=[status],
         )
-        stop_btn.click(
-            lambda: "**Stopped.** Analyses finished before the stop are kept (see History).",
-            None,
-            [summary],
-            cancels=[run_event],
-            api_visibility="private",
-        )
+        def stop_news(request: Any = None) -> None:
+            event = stops.get(getattr(request, "session_hash", None) or "")
+            if event is not None:
+                event.set()
+
+        stop_news.__annotations__["request"] = gr.Request
+        stop_btn.click(stop_news, None, None, api_visibility="private", queue=False)
+        _ = run_event
 
         def show_detail(rows: list[Row], evt: gr.SelectData) -> str:
             n = selected_number(evt)
@@ -649,6 +779,8 @@ async def _run(
     want_digest: bool,
     want_reanalyze: bool,
     want_embeddings: bool,
+    *,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[Any, ...]]:
     import gradio as gr
 
@@ -689,11 +821,27 @@ async def _run(
     try:
         # Closing this stream (Stop, a closed tab) stops the run, which records itself cancelled.
         events = ctx.desk.run(options)
+        stop = stop or asyncio.Event()
+        local = name.startswith("local/")
+        last_output = time.monotonic()
         async with closing(paced(events, UPDATE_INTERVAL)) as batches:
-            async for batch in batches:
+            async for batch in _until(batches, stop, tick=1.0):
+                now = time.monotonic()
                 for ev in batch:
-                    view.apply(ev)
+                    view.apply(ev, now)
+                    if ev.event in ("analysis_delta", "analysis", "analysis_error"):
+                        last_output = now
+                view.set_waiting(
+                    local
+                    and view.pending() > 0
+                    and not view.inflight
+                    and now - last_output > WAIT_HINT_AFTER
+                    and _model_busy()
+                )
                 yield _render(view, skip)
+        if stop.is_set() and view.done is None:
+            view.stop()  # leaving the block above closed the stream: the run is recorded stopped
+            yield _render(view, skip)
     except NewsdeskError as exc:
         view.fail(str(exc))
         yield _render(view, skip)
@@ -703,6 +851,43 @@ async def _run(
     except Exception as exc:  # never a traceback in the page
         view.fail(f"unexpected {type(exc).__name__}: {exc}")
         yield _render(view, skip)
+
+
+async def _until(
+    batches: AsyncIterator[list[Any]], stop: asyncio.Event, tick: float
+) -> AsyncIterator[list[Any]]:
+    """``batches`` until ``stop`` is set, with an empty batch every ``tick`` seconds of quiet (so
+    a "waiting" hint can show while nothing arrives)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    nxt: asyncio.Future[list[Any]] | None = None
+    try:
+        while not stop.is_set():
+            nxt = asyncio.ensure_future(anext(batches))
+            while True:
+                done, _ = await asyncio.wait({nxt, stopped}, timeout=tick, return_when="FIRST_COMPLETED")
+                if done:
+                    break
+                yield []  # quiet: tick, and keep waiting for the same batch
+            if nxt not in done:
+                return  # stopped
+            try:
+                batch = nxt.result()
+            except StopAsyncIteration:
+                return
+            nxt = None
+            yield batch
+    finally:
+        stopped.cancel()
+        if nxt is not None and not nxt.done():
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await nxt
+
+
+def _model_busy() -> bool:
+    from newsdesk._local import busy
+
+    return busy()
 
 
 def _render(view: NewsRunView, skip: Any) -> tuple[Any, ...]:
