@@ -403,7 +403,7 @@ def test_extra_tabs_get_the_shared_context(tmp_path: Path, monkeypatch: pytest.M
             if c["type"] == "tabitem"
         ]
         # the built-in Agent tab (smolagents is installed with the test extras), then the extra one
-        assert tabs == ["Chat", "News", "History", "Agent", "Extra"]
+        assert tabs == ["News", "Chat", "History", "Agent", "Extra"]  # opens on News
         ctx = seen[0]
         assert ctx.default_model == "openai/test-model" and ctx.store.path == tmp_path / "db.sqlite"
         assert ctx.gateway.store is None  # cache="off"

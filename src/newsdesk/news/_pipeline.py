@@ -107,6 +107,7 @@ class NewsRun:
         self._slots = asyncio.Semaphore(options.concurrency)
         self._finished: list[tuple[Article, ArticleAnalysis]] = []
         self._stopped = False
+        self._feed_titles: dict[str, str] = {}  # source name -> the feed's own title
         self.run_id = ""
         self.done = RunDone(run_id="")  # the counters, filled in as the run goes; the last event
 
@@ -242,6 +243,7 @@ class NewsRun:
                 SourceOk(
                     source=source.name,
                     url=source.url,
+                    title=self._feed_titles.get(source.name),
                     articles=len(articles),
                     new_articles=len(to_analyze),
                     not_modified=result.not_modified,
@@ -281,6 +283,8 @@ class NewsRun:
                 parse_feed, result.body, source, content_type=result.content_type
             )
             articles, warnings = parsed.articles, parsed.warnings
+            if parsed.title:
+                self._feed_titles[source.name] = parsed.title
         if source.max_articles is not None:
             articles = articles[: source.max_articles]
         if self.store is not None:

@@ -104,6 +104,8 @@ class NewsRunView:
     """Everything the News tab shows about one run, folded from the pipeline's events."""
 
     source_names: list[str]
+    urls: dict[str, str] = field(default_factory=dict)  # source name -> its URL
+    labels: dict[str, str] = field(default_factory=dict)  # source name -> what the user sees
     status: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (state, text)
     rows: list[Row] = field(default_factory=list)
     by_id: dict[str, Row] = field(default_factory=dict)
@@ -136,6 +138,8 @@ class NewsRunView:
     def apply(self, ev: Any, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         kind = ev.event
+        if kind == "source_ok" and ev.title:
+            self._relabel(ev.source, ev.url, ev.title)
         if kind == "run_started":
             self.run_id, self.model = ev.run_id, ev.model
             self.dirty.add("status")
@@ -207,6 +211,22 @@ class NewsRunView:
             self.waiting = False
             self.inflight.clear()
             self.dirty.update(("status", "inflight", "summary"))
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, name)
+
+    def _relabel(self, name: str, url: str, title: str) -> None:
+        """A URL source is named after its host ("127.0.0.1 (2)"); the feed's own title says
+        more. Names the user chose (demo feeds, sources.toml) stay."""
+        host = urlsplit(url).hostname or ""
+        if not host or not (name == host or name.startswith(f"{host} (")):
+            return
+        label, k = " ".join(title.split())[:60], 2
+        taken = {v for n, v in self.labels.items() if n != name} | set(self.source_names)
+        while label in taken:
+            label, k = f"{' '.join(title.split())[:60]} ({k})", k + 1
+        self.labels[name] = label
+        self.dirty.update(("status", "table", "charts"))
 
     def fail(self, message: str) -> None:
         self.error = message
@@ -302,6 +322,13 @@ class NewsRunView:
                 "model analyzes one article at a time._\n"
             )
         lines.append("| source | status |\n|---|---|")
+        def cell(name: str) -> str:
+            url = self.urls.get(name, "")
+            shown = md_text(self.label(name))
+            if url.startswith(("http://", "https://")) and self.label(name) != url:
+                shown += f"<br><small>{md_text(url)}</small>"
+            return shown
+
         for name, (state, text) in self.status.items():
             icon = _STATUS_ICON.get(state, "")
             if state == "ok":
@@ -310,7 +337,7 @@ class NewsRunView:
                     text += f" · {fresh} analyzed now, {remembered} remembered from earlier runs"
             elif state == "pending" and self.cancelled:
                 icon, text = "", "stopped before it was read"
-            lines.append(f"| {md_text(name)} | {icon} {md_text(text)} |")
+            lines.append(f"| {cell(name)} | {icon} {md_text(text)} |")
         if self.failures:
             lines.append("\n**Analyses that failed**\n")
             for title, source, reason in self.failures[-20:]:
@@ -343,7 +370,7 @@ class NewsRunView:
             [
                 r.n,
                 r.title,
-                ", ".join(r.sources or [r.source]),
+                ", ".join(self.label(s) for s in r.sources or [r.source]),
                 r.analysis.topic,
                 r.analysis.tone,
                 round(r.analysis.sentiment, 2),
@@ -373,7 +400,7 @@ class NewsRunView:
         sums: dict[str, list[float]] = {}
         for r in self.rows:
             for s in r.sources or [r.source]:
-                sums.setdefault(s, []).append(r.analysis.sentiment)
+                sums.setdefault(self.label(s), []).append(r.analysis.sentiment)
         names = list(sums)
         return pd.DataFrame(
             {
@@ -815,7 +842,7 @@ async def _run(
         )
         return
 
-    view = NewsRunView([s.name for s in sources])
+    view = NewsRunView([s.name for s in sources], urls={s.name: s.url for s in sources})
     # First paint: every source "fetching…", empty table and charts.
     yield (view.status_markdown(), "", view.table(), *_plots_empty(), "", view.rows)
     try:
