@@ -278,9 +278,10 @@ def test_history_filters_stored_analyses(web: WebServer, feed_server: Any) -> No
 
     table, message, _detail = c.predict("(any)", "(any)", "", "", api_name="/history_search")
     assert len(table["data"]) >= 5 and "analyses" in message
+    everything = table
     table, _m, _d = c.predict(topic, "(any)", "", "", api_name="/history_search")
     assert table["data"] and all(r[4] == topic for r in table["data"])
-    source = rows[0][2].split(", ")[0]
+    source = everything["data"][0][2].split(", ")[0]  # stored name (News shows the feed's title)
     table, _m, _d = c.predict("(any)", source, "", "", api_name="/history_search")
     assert table["data"] and all(source in r[2] for r in table["data"])
     table, _m, _d = c.predict("(any)", "(any)", "2025-03-06", "", api_name="/history_search")
@@ -290,11 +291,14 @@ def test_history_filters_stored_analyses(web: WebServer, feed_server: Any) -> No
     table, _m, _d = c.predict("(any)", "(any)", "", "Comet", api_name="/history_search")
     assert any("Comet" in r[3] for r in table["data"])
     _t, message, _d = c.predict("(any)", "(any)", "last tuesday", "", api_name="/history_search")
-    assert "Error" in message and "YYYY" in message
+    assert "Error" in message and "YYYY" in message and "“Since”" in message
+    assert "--since" not in message and _t["data"] == []  # old results cleared
 
     runs, sources, _choices, _msg = c.predict(api_name="/history_refresh")
     assert runs["data"] and runs["data"][0][2] in ("finished", "cancelled")
     assert any(s[1].endswith("/feeds/rss") for s in sources["data"])
+    urls = [s[1] for s in sources["data"]]
+    assert all(u.startswith("http") or u in ("(bundled demo feed)", "(a file)") for u in urls)
 
 
 # ---------------------------------------------------------------- helpers and the command
