@@ -32,3 +32,15 @@ def test_a_long_message_keeps_its_question_and_says_it_was_shortened() -> None:
     assert final.startswith("Echo:") and question[-20:] in final
     assert "shortened" in final
     assert _token_cap("local/smollm2") == 2048
+
+
+def test_model_errors_read_as_one_sentence_without_object_dumps() -> None:
+    from newsdesk._backend import _first_line
+
+    raw = (
+        "litellm.APIConnectionError: OpenAIException - Cannot connect to host "
+        "api.example.com:443 ssl:<ssl.SSLContext object at 0x7f12ab34> [Name or service not known]"
+    )
+    assert _first_line(Exception(raw)) == (
+        "Cannot connect to host api.example.com:443 [Name or service not known]"
+    )
