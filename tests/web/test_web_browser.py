@@ -304,3 +304,67 @@ def test_hostile_feed_content_is_shown_as_text(
     )
     page.get_by_role("tab", name="News").click()
     ui.shot("news-xss")
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
+
+
+@pytest.mark.parametrize("width", [1400, 1280, 390])
+def test_first_screen_fits_every_width(browser: Any, web: WebServer, width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(web.url)
+        page.locator("#news-run").wait_for()
+        # The upload box shows its whole prompt: nothing of it is clipped by its box.
+        box = page.locator("#news-files")
+        prompt = box.get_by_text("Click to Upload")
+        outer, inner = box.bounding_box(), prompt.bounding_box()
+        assert outer is not None and inner is not None
+        assert inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 1, (outer, inner)
+        clipped = box.evaluate(
+            "e => [...e.querySelectorAll('*')].some(c => c.scrollHeight > c.clientHeight + 2"
+            " && getComputedStyle(c).overflowY === 'hidden' && c.innerText.includes('Upload'))"
+        )
+        assert not clipped
+        # Nothing is wider than the page.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
+        if width in (1400, 390):
+            DOCS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(DOCS / f"news-{width}.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_history_meaning_search_shows_only_the_best_matches(ui: Page, feed_server: Any) -> None:
+    ui.open_news()
+    page = ui.page
+    for box in page.locator("#news-demo input[type=checkbox]").all():
+        box.uncheck()
+    page.locator("#news-embeddings input[type=checkbox]").check()  # vectors for the search
+    page.fill("#news-urls textarea", f"{feed_server.url}/feeds/rss\n{feed_server.url}/feeds/rdf")
+    page.click("#news-run")
+    poll(ui.status, lambda s: "finished" in s, timeout=120)
+
+    page.get_by_role("tab", name="History").click()
+    results = page.locator("#history-results")
+    message = page.locator("#history-message")
+    poll(message.inner_text, lambda t: "analyses" in t, timeout=15)
+    everything = int(results.locator("[role=grid]").get_attribute("aria-rowcount") or 1) - 1
+    page.fill("#history-query textarea", "a comet in the night sky")
+    page.click("#history-search")
+    poll(message.inner_text, lambda t: "best matches" in t or "close in meaning" in t, timeout=60)
+    found = int(results.locator("[role=grid]").get_attribute("aria-rowcount") or 1) - 1
+    assert 1 <= found < everything, (found, everything)
+    assert "Comet seen from the valley" in results.inner_text()
+    # The table fits the page: its last column ends inside the viewport.
+    grid = results.locator("[role=grid]").bounding_box()
+    assert grid is not None and grid["x"] + grid["width"] <= 1400
+    # A bad "since" says so in the app's words and clears the old results.
+    page.fill("#history-since textarea", "last tuesday")
+    page.click("#history-search")
+    poll(message.inner_text, lambda t: "Since" in t and "YYYY-MM-DD" in t, timeout=15)
+    assert "--since" not in message.inner_text()
+    poll(lambda: results.inner_text(), lambda t: "Comet seen" not in t, timeout=10)
+    ui.shot("history-search")

@@ -381,6 +381,13 @@ class NewsRunView:
         ]
         return pd.DataFrame(data, columns=TABLE_COLUMNS)
 
+    def count_top(self) -> int:
+        """The articles-per-topic axis top: the largest count, at least 5 (see the plot)."""
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[r.analysis.topic] = counts.get(r.analysis.topic, 0) + 1
+        return max([5, *counts.values()])
+
     def topic_frame(self) -> pd.DataFrame:
         import pandas as pd
 
@@ -491,7 +498,8 @@ def sentiment_by_day(points: list[tuple[datetime | None, float]]) -> pd.DataFram
     days = sorted(by_day)
     return pd.DataFrame(
         {
-            "day": pd.Series(pd.to_datetime([d.isoformat() for d in days]), dtype="datetime64[ns]"),
+            # One label per day as text: a time axis over two days labels "06 AM", "12 PM"…
+            "day": pd.Series([d.isoformat() for d in days], dtype=str),
             "sentiment": pd.Series(
                 [round(sum(by_day[d]) / len(by_day[d]), 3) for d in days], dtype=float
             ),
@@ -630,7 +638,7 @@ def build_news_tab(ctx: WebContext) -> None:
                     file_types=[".opml", ".xml", ".toml", ".rss", ".atom", ".rdf", ".json"],
                     type="filepath",
                     elem_id="news-files",
-                    height=90,
+                    # No fixed height: at 90 px the "Click to Upload" prompt was cut off.
                 )
             with gr.Column(scale=1):
                 limit = gr.Number(label="Max articles (0: all)", value=0, precision=0, minimum=0)
@@ -681,7 +689,10 @@ def build_news_tab(ctx: WebContext) -> None:
                 height=260,
                 elem_id="news-topics",
                 sort="-y",
-                y_lim=[0, None],
+                # Counts: whole-number ticks. With a top of at least 5 the axis steps by whole
+                # numbers (a top of 2 stepped by 0.2); "d" formats what it picks as integers.
+                y_lim=[0, 5],
+                y_axis_format="d",
                 x_label_angle=-30,
             )
             source_plot = gr.BarPlot(
@@ -917,6 +928,12 @@ def _model_busy() -> bool:
     return busy()
 
 
+def _topic_plot(view: NewsRunView) -> Any:
+    import gradio as gr
+
+    return gr.BarPlot(view.topic_frame(), y_lim=[0, view.count_top()])
+
+
 def _render(view: NewsRunView, skip: Any) -> tuple[Any, ...]:
     d = view.dirty
     charts = "charts" in d
@@ -924,7 +941,7 @@ def _render(view: NewsRunView, skip: Any) -> tuple[Any, ...]:
         view.status_markdown() if "status" in d else skip(),
         view.inflight_text() if "inflight" in d else skip(),
         view.table() if "table" in d else skip(),
-        view.topic_frame() if charts else skip(),
+        _topic_plot(view) if charts else skip(),
         view.source_frame() if charts else skip(),
         view.time_frame() if charts else skip(),
         view.summary_markdown() if "summary" in d else skip(),
