@@ -114,3 +114,15 @@ def test_url_sources_are_named_by_the_feed_title_with_the_url_shown() -> None:
     assert f"| Comet Weekly<br><small>{md_text('http://127.0.0.1:9/a')}</small> |" in status
     assert md_text("Comet Weekly (2)") in status and "| Harbor |" in status
     assert md_text("127.0.0.1 (2)") not in status
+
+
+def test_cli_live_view_drops_fact_fragments() -> None:
+    from newsdesk.cli._news_run import is_sentence
+
+    assert not is_sentence("2.5, Kestrel Motors will")  # the tail of a broken list
+    assert not is_sentence("- and the mayor said")
+    assert not is_sentence("and the mayor said so")
+    assert not is_sentence("Rates")
+    assert is_sentence("Kestrel Motors will cut 1,200 jobs")
+    assert is_sentence("1,200 jobs will go by March")
+    assert is_sentence('"We will rebuild," the mayor said')
