@@ -643,7 +643,13 @@ def build_news_tab(ctx: WebContext) -> None:
             with gr.Column(scale=1):
                 limit = gr.Number(label="Max articles (0: all)", value=0, precision=0, minimum=0)
                 concurrency = gr.Slider(
-                    1, 16, value=4, step=1, label="Analyses at once", elem_id="news-concurrency"
+                    1,
+                    16,
+                    value=4,
+                    step=1,
+                    label="Analyses at once",
+                    info="For remote providers; the embedded model analyzes one at a time.",
+                    elem_id="news-concurrency",
                 )
                 with gr.Row():
                     digest = gr.Checkbox(label="Digest per topic", value=False)
