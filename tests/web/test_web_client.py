@@ -80,7 +80,8 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
 def test_chat_streams_from_the_provider(web: WebServer) -> None:
     job = chat(client(web), "hello [[chunk_delay:0.08]] one two three four five six seven eight")
     texts = [reply_text(history) for history, _box in job]
-    partial = [t for t in dict.fromkeys(texts) if t]
+    assert any("waiting for the first token" in t for t in texts)  # said until it starts
+    partial = [t for t in dict.fromkeys(texts) if t and "waiting for the first token" not in t]
     final = texts[-1]
     assert final == "Echo: hello one two three four five six seven eight"
     # Several partial replies before the final one, each extending the one before.
@@ -184,7 +185,9 @@ def test_news_run_fills_rows_progressively(
     for row in final_rows:
         assert row[3] in TOPICS
         assert -1 <= float(row[5]) <= 1
-    topics = next(o[3] for o in reversed(outputs) if isinstance(o[3], dict) and o[3].get("data"))
+    # The topic chart comes as an update (its axis top follows the counts): the frame is "value".
+    charts = [o[3].get("value", o[3]) for o in outputs if isinstance(o[3], dict)]
+    topics = next(c for c in reversed(charts) if isinstance(c, dict) and c.get("data"))
     assert sum(n for _topic, n in topics["data"]) == 5
 
 
