@@ -13,6 +13,7 @@ import contextlib
 import email.utils
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -136,7 +137,13 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     for prefix in ("litellm.", "LiteLLM"):
         if msg.startswith(prefix) and ": " in msg:
             msg = msg.split(": ", 1)[1]
+    # Python object dumps ("ssl:<ssl.SSLContext object at 0x7f…>") mean nothing to a reader.
+    msg = " ".join(_OBJECT_DUMP.sub("", msg).split())
+    msg = re.sub(r"^\w+Exception - ", "", msg)  # "OpenAIException - ": the class, again
     return msg[:limit]
+
+
+_OBJECT_DUMP = re.compile(r"(?:\b\w+:)?<[^<>]*\bobject at 0x[0-9a-fA-F]+>")
 
 
 @contextlib.contextmanager

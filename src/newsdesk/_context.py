@@ -33,7 +33,8 @@ def _estimate(text: str) -> int:
 def trim_messages(messages: list[Message], budget: int, count: Callable[[str], int] = _estimate) -> list[Message]:
     """Drop the oldest non-system turns, then shorten the longest remaining message, until it fits.
 
-    The system prompt and the last message are always kept (shortened if they must be).
+    The system prompt and the last message are always kept (shortened if they must be; the
+    last one keeps its end, where the question is).
     """
     msgs = list(messages)
     total = sum(count(m.content) for m in msgs)
@@ -47,11 +48,19 @@ def trim_messages(messages: list[Message], budget: int, count: Callable[[str], i
         idx = max(range(len(msgs)), key=lambda i: len(msgs[i].content))
         content = msgs[idx].content
         over = total - budget
-        keep = max(0, len(content) - int(over * 3.5) - 16)
+        # Characters that fit this message's share (the inverse of ``_estimate``, with room for
+        # the "[…]" marker); not ``over`` characters fewer, which cut everything.
+        keep = max(0, min(len(content), int((count(content) - over - 4) * 3.2) - 24))
         if keep >= len(content) or keep == 0 and not content:
             break
-        cut = content[: keep // 2 * 2]
-        msgs[idx] = msgs[idx].model_copy(update={"content": cut + " […]"})
+        if idx == len(msgs) - 1 and keep:
+            # The last message ends with what is asked (a question after a pasted text): keep
+            # its end, and a little of its start for context.
+            head = keep // 4
+            cut = content[:head] + " […] " + content[len(content) - (keep - head) :]
+        else:
+            cut = content[: keep // 2 * 2] + " […]"
+        msgs[idx] = msgs[idx].model_copy(update={"content": cut})
         total = sum(count(m.content) for m in msgs)
         if keep == 0:
             break

@@ -85,6 +85,12 @@ def _threads() -> int:
     return int(os.environ.get("NEWSDESK_LOCAL_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
 
 
+def busy() -> bool:
+    """Whether every sequence of an embedded model is taken right now: a new generation then
+    waits for one to finish (for "waiting for the model" hints)."""
+    return any(len(e.running()) >= e.parallel for e in list(_engines.values()))
+
+
 def get_llama(name: str) -> Any:
     """Load (once per process) the llama.cpp model for ``name`` (tokenizer, chat template, weights)."""
     with _lock:

@@ -68,6 +68,27 @@ async def test_topic_digest_matches_loose_topic_names() -> None:
     assert (await tool.acall("stock markets")).startswith("1 latest stored analyses on business")
 
 
+async def test_topics_question_gets_the_days_topics_or_says_there_is_nothing_today() -> None:
+    from datetime import UTC, datetime
+
+    from newsdesk.agents._news_tools import topics_overview
+    from newsdesk.news import NewsDesk
+
+    populate()  # published 2026-03-01, 03-02, ...
+    out = await tools_by_name()["search_news"].acall("Which topics appear in today's news?")
+    assert out.startswith("Nothing stored is from today") or out.startswith("Topics in the stored")
+    desk = NewsDesk()
+    try:
+        later = topics_overview(desk, "Which topics appear in today's news?",
+                                now=datetime(2030, 1, 1, tzinfo=UTC))
+        assert later.startswith("Nothing stored is from today (2030-01-01). The latest stored")
+        first_day = topics_overview(desk, "topics today", now=datetime(2026, 3, 1, 12, tzinfo=UTC))
+        assert first_day.startswith("Topics in the stored news from today (2026-03-01): disaster (1)")
+        assert "Harbor City floods" in first_day
+    finally:
+        desk.close()
+
+
 async def test_analyze_feed_runs_the_pipeline_into_the_store(
     openai_server: OpenAIServerHandle, home: Path
 ) -> None:

@@ -38,8 +38,16 @@ def test_shortens_a_message_that_alone_is_too_long() -> None:
     msgs = [m("system", "S"), m("user", "y" * 10_000)]
     out = trim_messages(msgs, 500)
     assert total(out) <= 500
-    assert out[0].content == "S" and out[1].content.endswith("[…]")
+    assert out[0].content == "S" and "[…]" in out[1].content
     assert len(out) == 2
+
+
+def test_a_long_last_message_keeps_its_end_where_the_question_is() -> None:
+    text = "pasted " * 3000 + "So what is the capital of Norland?"
+    out = trim_messages([m("system", "S"), m("user", text)], 500)
+    assert total(out) <= 500
+    assert out[1].content.endswith("So what is the capital of Norland?")
+    assert out[1].content.startswith("pasted") and "[…]" in out[1].content
 
 
 def test_context_window_lookup() -> None:

@@ -31,6 +31,7 @@ CONTRACT: dict[str, set[str]] = {
     "source_ok": {
         "source",
         "url",
+        "title",
         "articles",
         "new_articles",
         "not_modified",

@@ -98,7 +98,7 @@ def ui(browser: Any, web: WebServer, artifacts: Path) -> Iterator[Page]:
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(web.url)
-    page.locator("#chatbot").wait_for()
+    page.locator("#news-run").wait_for()
     try:
         yield Page(page, artifacts)
     finally:
@@ -120,6 +120,8 @@ def poll(fn: Any, until: Any, timeout: float, interval: float = 0.05) -> list[An
 
 
 def send_chat(ui: Page, text: str) -> None:
+    if not ui.page.locator("#chat-input textarea").is_visible():
+        ui.page.get_by_role("tab", name="Chat").click()
     ui.page.fill("#chat-input textarea", text)
     ui.page.keyboard.press("Enter")
 
@@ -129,6 +131,13 @@ def test_page_loads_offline(ui: Page) -> None:
     for tab in ("Chat", "News", "History"):
         assert page.get_by_role("tab", name=tab).is_visible()
     assert page.title() == "newsdesk"
+    # The first screen is the main job: the News tab with the demo feeds checked, and one line
+    # saying what each tab does.
+    assert page.get_by_role("tab", name="News").get_attribute("aria-selected") == "true"
+    assert page.locator("#news-run").is_visible()
+    intro = page.locator("#intro").inner_text()
+    assert "demo feeds" in intro and "History" in intro and "Chat" in intro
+    assert page.locator("#news-demo input[type=checkbox]:checked").count() >= 4
     ui.shot("home")
 
 
@@ -146,7 +155,7 @@ def test_chat_reply_grows_word_by_word(ui: Page) -> None:
 def test_stop_button_stops_the_reply(ui: Page, openai_server: Any) -> None:
     words = " ".join(f"w{i}" for i in range(60))
     send_chat(ui, f"[[chunk_delay:0.15]] {words}")  # 9 s if nothing stops it
-    poll(lambda: len(ui.bot_text()), lambda n: n > 25, timeout=30)
+    poll(ui.bot_text, lambda t: t.startswith("Echo") and len(t) > 25, timeout=30)
     ui.page.click("#chat-stop")
     stats = openai_server.wait_idle(timeout=5)
     assert stats["in_flight"] == 0, "the provider is still streaming after Stop"
@@ -216,7 +225,14 @@ def test_news_stop_button_stops_the_run(ui: Page, openai_server: Any) -> None:
     stopped_at = ui.row_count()
     time.sleep(1.5)
     assert ui.row_count() == stopped_at < 24
-    assert "finished" not in ui.status()
+    status = ui.status()
+    assert "finished" not in status
+    # A stop is not an error: no error badge, the header says it stopped, nothing in flight.
+    assert page.locator(".error, [data-testid='error']").filter(has_text="Error").count() == 0
+    assert "Error" not in page.locator("#news-status").evaluate("e => e.parentElement.innerText")
+    assert status.startswith("Stopped: analyzed") and "in flight" not in status
+    assert page.input_value("#news-inflight textarea") == ""
+    ui.shot("news-stopped")
 
 
 def test_history_tab_filters_and_shows_details(ui: Page, feed_server: Any) -> None:
@@ -288,3 +304,69 @@ def test_hostile_feed_content_is_shown_as_text(
     )
     page.get_by_role("tab", name="News").click()
     ui.shot("news-xss")
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screens"
+
+
+@pytest.mark.parametrize("width", [1400, 1280, 390])
+def test_first_screen_fits_every_width(browser: Any, web: WebServer, width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        page.goto(web.url)
+        page.locator("#news-run").wait_for()
+        # The upload box shows its whole prompt: nothing of it is clipped by its box.
+        box = page.locator("#news-files")
+        prompt = box.get_by_text("Click to Upload")
+        outer, inner = box.bounding_box(), prompt.bounding_box()
+        assert outer is not None and inner is not None
+        assert inner["y"] + inner["height"] <= outer["y"] + outer["height"] + 1, (outer, inner)
+        clipped = box.evaluate(
+            "e => [...e.querySelectorAll('*')].some(c => c.scrollHeight > c.clientHeight + 2"
+            " && getComputedStyle(c).overflowY === 'hidden' && c.innerText.includes('Upload'))"
+        )
+        assert not clipped
+        # Nothing is wider than the page.
+        assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
+        if width in (1400, 390):
+            DOCS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(DOCS / f"news-{width}.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_history_meaning_search_shows_only_the_best_matches(ui: Page, feed_server: Any) -> None:
+    ui.open_news()
+    page = ui.page
+    for box in page.locator("#news-demo input[type=checkbox]").all():
+        box.uncheck()
+    page.locator("#news-embeddings input[type=checkbox]").check()  # vectors for the search
+    # Analyzed afresh: copies remembered from earlier tests (run without embeddings) have no vectors.
+    page.get_by_label("Re-analyze (ignore stored)").check()
+    page.fill("#news-urls textarea", f"{feed_server.url}/feeds/rss\n{feed_server.url}/feeds/rdf")
+    page.click("#news-run")
+    poll(ui.status, lambda s: "finished" in s, timeout=120)
+
+    page.get_by_role("tab", name="History").click()
+    results = page.locator("#history-results")
+    message = page.locator("#history-message")
+    poll(message.inner_text, lambda t: "analyses" in t, timeout=15)
+    everything = int(results.locator("[role=grid]").get_attribute("aria-rowcount") or 1) - 1
+    page.fill("#history-query textarea", "a comet in the night sky")
+    page.click("#history-search")
+    poll(message.inner_text, lambda t: "best matches" in t or "close in meaning" in t, timeout=60)
+    found = int(results.locator("[role=grid]").get_attribute("aria-rowcount") or 1) - 1
+    assert 1 <= found < everything, (found, everything)
+    assert "Comet seen from the valley" in results.inner_text()
+    # The table fits the page: its last column ends inside the viewport.
+    grid = results.locator("[role=grid]").bounding_box()
+    assert grid is not None and grid["x"] + grid["width"] <= 1400
+    # A bad "since" says so in the app's words and clears the old results.
+    page.fill("#history-since textarea", "last tuesday")
+    page.click("#history-search")
+    poll(message.inner_text, lambda t: "Since" in t and "YYYY-MM-DD" in t, timeout=15)
+    assert "--since" not in message.inner_text()
+    poll(lambda: results.inner_text(), lambda t: "Comet seen" not in t, timeout=10)
+    ui.shot("history-search")

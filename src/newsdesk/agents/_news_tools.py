@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from newsdesk._exceptions import NewsdeskError
@@ -25,6 +26,41 @@ _STOP = frozenset(
     "on or recent show tell the there this to today was were what whats when where which who why with "
     "world".split()
 )
+
+
+_TOPICS_QUESTION = re.compile(r"\btopics\b|\bwhat (?:is|was) in the news\b", re.IGNORECASE)
+
+
+def topics_overview(desk: NewsDesk, question: str = "", now: datetime | None = None) -> str:
+    """Which topics the stored news covers on the day a question means ("today" unless it says
+    "yesterday"), with counts and a title each; says so when that day has nothing, and names the
+    latest day that has news instead of passing older news off as today's."""
+    now = now or datetime.now(UTC)
+    day = now.date() - timedelta(days=1 if "yesterday" in question.lower() else 0)
+    word = "yesterday" if day != now.date() else "today"
+    rows = desk.store.query(limit=5000)
+
+    def when(r: Any) -> date:
+        return (r.published or r.created_at).astimezone(UTC).date()
+
+    on_day = [r for r in rows if when(r) == day]
+    head = f"Topics in the stored news from {word} ({day.isoformat()})"
+    if not on_day:
+        if not rows:
+            return "There is no stored news yet: analyze some feeds first."
+        latest = max(when(r) for r in rows)
+        on_day = [r for r in rows if when(r) == latest]
+        head = (
+            f"Nothing stored is from {word} ({day.isoformat()}). "
+            f"The latest stored news is from {latest.isoformat()}; its topics"
+        )
+    counts: dict[str, list[Any]] = {}
+    for r in on_day:
+        counts.setdefault(r.analysis.topic, []).append(r)
+    lines = [f"{head}: " + ", ".join(f"{t} ({len(v)})" for t, v in
+                                     sorted(counts.items(), key=lambda kv: -len(kv[1])))]
+    lines += [f"- {t}: e.g. {v[0].title}" for t, v in counts.items()]
+    return _cap("\n".join(lines))
 
 
 def _cap(text: str, limit: int = MAX_OUTPUT) -> str:
@@ -154,6 +190,8 @@ class NewsToolbox:
     # ---- the tools' work (async) ----------------------------------------------------------
 
     async def search_news(self, query: str) -> str:
+        if _TOPICS_QUESTION.search(query):  # "which topics are in today's news?": an overview
+            return await asyncio.to_thread(self._with_desk, lambda d: topics_overview(d, query))
         rows = await asyncio.to_thread(self._search, query)
         if not rows:
             return f"No stored articles match {query!r}."
@@ -239,7 +277,7 @@ class NewsToolbox:
 
         @async_tool
         async def search_news(query: str) -> str:
-            """Search the analyzed news articles by meaning. Returns one line per article: [id] title — summary (topic, source, date).
+            """Search the analyzed news articles by meaning. Returns one line per article: [id] title — summary (topic, source, date); a question about topics gets the day's topics with counts.
 
             Args:
                 query: What to look for, e.g. "floods in the north" or "central bank rates".

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from datetime import datetime
@@ -331,7 +332,7 @@ def _analysis_block(ev: Any) -> Any:
         f" · {ev.latency:.1f} s" if ev.latency else "",
     )
     lines: list[Any] = [head, meta, Text("   " + a.summary)]
-    for fact in a.key_facts[:3]:
+    for fact in [f for f in a.key_facts if is_sentence(f)][:3]:
         lines.append(Text("   - " + fact, style="dim"))
     ents = [*a.entities.people, *a.entities.organizations, *a.entities.places]
     if ents:
@@ -467,3 +468,15 @@ def run_show(
             escape(a.summary),
         )
     console.print(t)
+
+
+# A fact that starts mid-sentence: punctuation, a lowercase word, or a bare number followed by a
+# comma ("2.5, Kestrel Motors will…": the tail of a broken list the small model wrote).
+_FRAGMENT = re.compile(r"^(?:[^\w\"'“‘(]|[a-z]|\d++(?:[.,]\d+)*+\s*[,;:)\]])")
+
+
+def is_sentence(fact: str) -> bool:
+    """Whether a key fact reads as a statement of its own (three words or more, starting like a
+    sentence), so the live view does not show the model's broken fragments as facts."""
+    text = fact.strip()
+    return len(text.split()) >= 3 and not _FRAGMENT.match(text)

@@ -29,6 +29,7 @@ class RunStarted(_Event):
 class SourceOk(_Event):
     event: Literal["source_ok"] = "source_ok"
     url: str
+    title: str | None = None  # the feed's own title, when it has one
     articles: int = 0
     new_articles: int = 0
     not_modified: bool = False

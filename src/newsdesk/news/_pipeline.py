@@ -126,6 +126,7 @@ class NewsRun:
         self._pending: dict[str, Article] = {}  # handed to analysis, not reported yet
         self._fetching: dict[str, Source] = {}  # sources not reported yet
         self._deadline_hit = False
+        self._feed_titles: dict[str, str] = {}  # source name -> the feed's own title
         self.run_id = ""
         self.done = RunDone(run_id="")  # the counters, filled in as the run goes; the last event
 
@@ -327,6 +328,7 @@ class NewsRun:
                 SourceOk(
                     source=source.name,
                     url=source.url,
+                    title=self._feed_titles.get(source.name),
                     articles=len(articles),
                     new_articles=len(to_analyze),
                     not_modified=result.not_modified,
@@ -369,6 +371,8 @@ class NewsRun:
                 parse_feed, result.body, source, content_type=result.content_type
             )
             articles, warnings = parsed.articles, parsed.warnings
+            if parsed.title:
+                self._feed_titles[source.name] = parsed.title
         if source.max_articles is not None:
             articles = articles[: source.max_articles]
         if self.store is not None:

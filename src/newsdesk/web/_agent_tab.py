@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 MAX_SHOWN = 1500  # characters of a tool result shown in the chat
 
 
-def _fence(text: str) -> str:
-    """Tool output (feed text: untrusted) as a code block, shown literally."""
+def _fence(text: str, lang: str = "text") -> str:
+    """Tool calls and output (feed text: untrusted) as a code block, shown literally."""
     body = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + " …"
-    return "```text\n" + body.replace("```", "'''") + "\n```"
+    return f"```{lang}\n" + body.replace("```", "'''") + "\n```"
 
 
 def _args(arguments: Any) -> str:
@@ -39,9 +39,10 @@ def apply_event(turns: list[dict[str, Any]], ev: Any) -> None:
         turns.append(
             {
                 "role": "assistant",
-                "content": f"`{md_text(ev.tool)}({md_text(_args(ev.arguments))})`",
+                # A code block shows the call literally (no Markdown escapes to read through).
+                "content": _fence(f"{ev.tool}({_args(ev.arguments)})", "python"),
                 "metadata": {
-                    "title": f"🔧 step {ev.step}: {ev.tool}",
+                    "title": f"Step {ev.step}: {ev.tool}",
                     "status": "pending",
                     "id": ev.call_id or "",
                 },
@@ -59,7 +60,7 @@ def apply_event(turns: list[dict[str, Any]], ev: Any) -> None:
                 {
                     "role": "assistant",
                     "content": _fence(ev.text),
-                    "metadata": {"title": f"🔧 {ev.tool} result", "status": "done"},
+                    "metadata": {"title": f"{ev.tool} result", "status": "done"},
                 }
             )
     elif ev.kind == "step" and ev.error:

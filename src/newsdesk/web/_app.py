@@ -28,9 +28,16 @@ if TYPE_CHECKING:
 
     from newsdesk._client import Gateway
 
+WAITING = "_… waiting for the first token_"  # shown until the reply starts
 CHAT_UPDATE_INTERVAL = 0.04  # seconds between chat UI updates (a token at a time at ~25/s)
 DEFAULT_CONCURRENCY = 8  # events of one kind running at once across all sessions (>= 4 sessions)
 MODEL_CHOICES = ["local/smollm2", "fast", "strong", "openai/gpt-4o-mini", "ollama/llama3"]
+
+INTRO = (
+    "**News** analyzes feeds — the bundled demo feeds are checked, press **Run** · "
+    "**Chat** talks to the model · **History** searches past runs · "
+    "**Agent** answers questions about the stored news"
+)
 
 CSS = """
 #news-inflight textarea { font-family: ui-monospace, monospace; font-size: 12px; }
@@ -143,9 +150,11 @@ def build_app(
             key_policy=policy,
             api_key=api_key_box,
         )
-        with gr.Tabs(elem_id="tabs"):
-            build_chat_tab(ctx)
+        gr.Markdown(INTRO, elem_id="intro")
+        # The News tab is the main job: the app opens on it, demo feeds already checked.
+        with gr.Tabs(elem_id="tabs", selected="news"):
             build_news_tab(ctx)
+            build_chat_tab(ctx)
             build_history_tab(ctx)
             for builder in dict.fromkeys([*_registered, *extra_tabs]):  # each tab once
                 builder(ctx)
@@ -206,6 +215,7 @@ async def chat_reply(
     the chat. Closing this generator (or cancelling its task) closes the model stream, which
     stops the provider call."""
     from newsdesk._backend import check_model
+    from newsdesk._context import context_window, fit_request
 
     turns = [
         {"role": m.get("role"), "content": message_text(m.get("content"))} for m in history or []
@@ -216,9 +226,13 @@ async def chat_reply(
         return
     turns.append({"role": "user", "content": text})
     reply: dict[str, Any] = {"role": "assistant", "content": ""}
-    yield [*turns, reply]
+    yield [*turns, {"role": "assistant", "content": WAITING}]
+    note = ""
     try:
         await asyncio.to_thread(check_model, model, api_base=api_base)
+        window = await asyncio.to_thread(context_window, model)
+        if window and max_tokens and max_tokens > window - 256:
+            max_tokens = max(16, window - 256)  # leave the conversation some room
         request = _chat_request(
             turns,
             model=model,
@@ -228,6 +242,12 @@ async def chat_reply(
             max_tokens=max_tokens,
             temperature=temperature,
         )
+        fitted = fit_request(request)
+        if fitted.messages[-1].content != request.messages[-1].content:
+            note = (
+                f"_Your message was shortened to fit the model's context window ({window} "
+                "tokens): its start and end were kept._"
+            )
         last = 0.0
         async with closing(gateway.stream(request)) as chunks:
             async for chunk in chunks:
@@ -243,6 +263,8 @@ async def chat_reply(
                         yield [*turns, dict(reply)]
         if not reply["content"].strip():
             reply["content"] = "_(the model returned no text)_"
+        if note:
+            reply["content"] += f"\n\n{note}"
     except NewsdeskError as exc:
         reply["content"] = _with_error(reply["content"], str(exc))
     except Exception as exc:  # a bug must not become a traceback in the page
@@ -253,6 +275,16 @@ async def chat_reply(
 def _with_error(partial: str, error: str) -> str:
     note = f"**Error:** {md_text(error)}"
     return f"{partial}\n\n{note}" if partial.strip() else note
+
+
+def _token_cap(model: str) -> int:
+    """The Max tokens slider's top: the model's context window when known (2048 for the
+    embedded model, whose prompt would otherwise be squeezed to nothing), else 4096."""
+    from newsdesk._context import context_window
+
+    if not model.startswith("local/"):
+        return 4096  # looking a remote window up would import LiteLLM while the page builds
+    return context_window(model) or 4096
 
 
 def build_chat_tab(ctx: WebContext) -> None:
@@ -281,7 +313,13 @@ def build_chat_tab(ctx: WebContext) -> None:
             system = gr.Textbox("", label="System prompt", lines=2, elem_id="chat-system")
             with gr.Row():
                 max_tokens = gr.Slider(
-                    8, 4096, value=512, step=8, label="Max tokens", elem_id="chat-max-tokens"
+                    8,
+                    _token_cap(ctx.default_model),
+                    value=512,
+                    step=8,
+                    label="Max tokens",
+                    info="At most the model's context window (the prompt needs room too).",
+                    elem_id="chat-max-tokens",
                 )
                 temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
 
@@ -331,6 +369,13 @@ def build_chat_tab(ctx: WebContext) -> None:
             show_progress="hidden",
         )
         stop.click(None, cancels=[event])
+        ctx.model.change(
+            lambda m: gr.update(maximum=_token_cap((m or "").strip() or ctx.default_model)),
+            [ctx.model],
+            [max_tokens],
+            api_visibility="private",
+            queue=False,
+        )
         clear.click(
             lambda: ([], ""), None, [chatbot, msg], cancels=[event], api_visibility="private"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 UPDATE_INTERVAL = 0.3  # seconds between UI updates while a run streams
+WAIT_HINT_AFTER = 2.0  # seconds without model output before "waiting for the model" shows
 TABLE_COLUMNS = ["#", "title", "source(s)", "topic", "tone", "sentiment", "story", "summary"]
 CellType = Literal["str", "number", "bool", "date", "markdown", "html"]
 # Plain "str"/"number" cells only: they render as text, never as Markdown or HTML.
@@ -102,6 +104,8 @@ class NewsRunView:
     """Everything the News tab shows about one run, folded from the pipeline's events."""
 
     source_names: list[str]
+    urls: dict[str, str] = field(default_factory=dict)  # source name -> its URL
+    labels: dict[str, str] = field(default_factory=dict)  # source name -> what the user sees
     status: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (state, text)
     rows: list[Row] = field(default_factory=list)
     by_id: dict[str, Row] = field(default_factory=dict)
@@ -116,6 +120,12 @@ class NewsRunView:
     done: Any = None
     error: str | None = None
     cancelled: bool = False
+    waiting: bool = False  # articles are queued but the (shared, embedded) model is busy elsewhere
+    # Monotonic times seen while folding: when each analysis began streaming and ended, so the
+    # summary can tell time in the model from time waiting for it.
+    stream_start: dict[str, float] = field(default_factory=dict)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+    found_by_source: dict[str, int] = field(default_factory=dict)
     # What changed since the last render, so unchanged components are skipped.
     dirty: set[str] = field(default_factory=set)
 
@@ -125,13 +135,16 @@ class NewsRunView:
 
     # -- events ------------------------------------------------------------------------------
 
-    def apply(self, ev: Any) -> None:
+    def apply(self, ev: Any, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         kind = ev.event
+        if kind == "source_ok" and ev.title:
+            self._relabel(ev.source, ev.url, ev.title)
         if kind == "run_started":
             self.run_id, self.model = ev.run_id, ev.model
             self.dirty.add("status")
         elif kind == "source_ok":
-            text = f"{ev.articles} articles, {ev.new_articles} new"
+            text = f"{ev.articles} articles"
             if ev.not_modified:
                 text += " (not modified since last run)"
             if ev.warnings:
@@ -148,6 +161,7 @@ class NewsRunView:
             self.carried_by[key] = merged
             if ev.duplicate_of is None:
                 self.titles[ev.id] = ev.title
+                self.found_by_source[ev.source] = self.found_by_source.get(ev.source, 0) + 1
             row = self.by_id.get(key)
             if row is not None:
                 row.sources = _merge(row.sources, merged)
@@ -157,9 +171,15 @@ class NewsRunView:
             self.dirty.add("status")
         elif kind == "analysis_delta":
             self.inflight[ev.id] = self.inflight.get(ev.id, "") + ev.text
+            self.stream_start.setdefault(ev.id, now)
+            if self.waiting:
+                self.waiting = False
+                self.dirty.add("status")
             self.dirty.add("inflight")
         elif kind == "analysis":
             self.inflight.pop(ev.id, None)
+            if ev.id in self.stream_start:
+                self.spans.append((self.stream_start.pop(ev.id), now))
             row = Row(
                 n=len(self.rows) + 1,
                 id=ev.id,
@@ -180,6 +200,7 @@ class NewsRunView:
             self.dirty.update(("table", "charts", "inflight", "status"))
         elif kind == "analysis_error":
             self.inflight.pop(ev.id, None)
+            self.stream_start.pop(ev.id, None)
             self.failures.append((ev.title or ev.id, ev.source, ev.reason))
             self.dirty.update(("inflight", "status"))
         elif kind == "digest":
@@ -187,12 +208,91 @@ class NewsRunView:
             self.dirty.add("summary")
         elif kind == "done":
             self.done = ev
+            self.waiting = False
             self.inflight.clear()
             self.dirty.update(("status", "inflight", "summary"))
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, name)
+
+    def _relabel(self, name: str, url: str, title: str) -> None:
+        """A URL source is named after its host ("127.0.0.1 (2)"); the feed's own title says
+        more. Names the user chose (demo feeds, sources.toml) stay."""
+        host = urlsplit(url).hostname or ""
+        if not host or not (name == host or name.startswith(f"{host} (")):
+            return
+        label, k = " ".join(title.split())[:60], 2
+        taken = {v for n, v in self.labels.items() if n != name} | set(self.source_names)
+        while label in taken:
+            label, k = f"{' '.join(title.split())[:60]} ({k})", k + 1
+        self.labels[name] = label
+        self.dirty.update(("status", "table", "charts"))
 
     def fail(self, message: str) -> None:
         self.error = message
         self.dirty.update(("status", "summary"))
+
+    def stop(self) -> None:
+        """The user stopped the run: nothing is in flight any more, and that is not an error."""
+        self.cancelled = True
+        self.waiting = False
+        self.inflight.clear()
+        self.stream_start.clear()
+        self.dirty.update(("status", "inflight", "summary"))
+
+    def set_waiting(self, waiting: bool) -> None:
+        """Whether this run's articles wait for a model another session is using."""
+        if waiting != self.waiting:
+            self.waiting = waiting
+            self.dirty.add("status")
+
+    def pending(self) -> int:
+        """Articles found but neither analyzed nor failed yet."""
+        return max(0, len(self.titles) - len(self.rows) - len(self.failures))
+
+    def source_counts(self, name: str) -> tuple[int, int]:
+        """(analyzed now by the model, remembered from the store) for one source's articles."""
+        fresh = remembered = 0
+        for r in self.rows:
+            if r.source == name:
+                if r.cached:
+                    remembered += 1
+                else:
+                    fresh += 1
+        return fresh, remembered
+
+    def timing(self) -> dict[str, float]:
+        """Time in the model vs. waiting for it, from when analyses streamed (see ``apply``).
+
+        ``model``: summed time analyses spent streaming; ``busy``: time at least one streamed;
+        ``at_once``: the most that streamed at the same moment; ``queued``: summed latency
+        beyond time in the model (waiting for a slot, the model lock or the provider)."""
+        spans = sorted(self.spans)
+        model = sum(b - a for a, b in spans)
+        busy = 0.0
+        at_once = 0
+        end = float("-inf")
+        for a, b in spans:
+            if a >= end:
+                busy += b - a
+            elif b > end:
+                busy += b - end
+            end = max(end, b)
+        points = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+        current = 0
+        for _t, step in points:
+            current += step
+            at_once = max(at_once, current)
+        fresh = [r for r in self.rows if not r.cached]
+        latency = sum(r.latency for r in fresh)
+        return {
+            "model": model,
+            "busy": busy,
+            "at_once": float(at_once),
+            "queued": max(0.0, latency - model) if spans else 0.0,
+            "latency": latency,
+            "fresh": float(len(fresh)),
+        }
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -202,7 +302,7 @@ class NewsRunView:
             lines.append(f"**Error:** {md_text(self.error)}\n")
         analyzed = len(self.rows)
         expected = len(self.titles)
-        progress = f"**Analyzed {analyzed}"
+        progress = f"**{'Stopped: analyzed' if self.cancelled else 'Analyzed'} {analyzed}"
         if expected:
             progress += f" of {expected}"
         progress += "**"
@@ -212,15 +312,32 @@ class NewsRunView:
             progress += f" · {len(self.inflight)} in flight"
         if self.done is not None:
             progress += f" · finished in {self.done.wall:.1f} s"
-        elif self.cancelled:
-            progress += " · stopped"
         if self.model:
             progress += f" · model {md_text(self.model)}"
         lines.append(progress + "\n")
+        if self.waiting and self.done is None and not self.cancelled:
+            lines.append(
+                f"_Waiting for the model: {self.pending()} articles are queued while another "
+                "run or chat (perhaps in another browser session) is using it. The embedded "
+                "model analyzes one article at a time._\n"
+            )
         lines.append("| source | status |\n|---|---|")
+        def cell(name: str) -> str:
+            url = self.urls.get(name, "")
+            shown = md_text(self.label(name))
+            if url.startswith(("http://", "https://")) and self.label(name) != url:
+                shown += f"<br><small>{md_text(url)}</small>"
+            return shown
+
         for name, (state, text) in self.status.items():
             icon = _STATUS_ICON.get(state, "")
-            lines.append(f"| {md_text(name)} | {icon} {md_text(text)} |")
+            if state == "ok":
+                fresh, remembered = self.source_counts(name)
+                if fresh or remembered:
+                    text += f" · {fresh} analyzed now, {remembered} remembered from earlier runs"
+            elif state == "pending" and self.cancelled:
+                icon, text = "", "stopped before it was read"
+            lines.append(f"| {cell(name)} | {icon} {md_text(text)} |")
         if self.failures:
             lines.append("\n**Analyses that failed**\n")
             for title, source, reason in self.failures[-20:]:
@@ -253,7 +370,7 @@ class NewsRunView:
             [
                 r.n,
                 r.title,
-                ", ".join(r.sources or [r.source]),
+                ", ".join(self.label(s) for s in r.sources or [r.source]),
                 r.analysis.topic,
                 r.analysis.tone,
                 round(r.analysis.sentiment, 2),
@@ -263,6 +380,13 @@ class NewsRunView:
             for r in self.rows
         ]
         return pd.DataFrame(data, columns=TABLE_COLUMNS)
+
+    def count_top(self) -> int:
+        """The articles-per-topic axis top: the largest count, at least 5 (see the plot)."""
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[r.analysis.topic] = counts.get(r.analysis.topic, 0) + 1
+        return max([5, *counts.values()])
 
     def topic_frame(self) -> pd.DataFrame:
         import pandas as pd
@@ -283,7 +407,7 @@ class NewsRunView:
         sums: dict[str, list[float]] = {}
         for r in self.rows:
             for s in r.sources or [r.source]:
-                sums.setdefault(s, []).append(r.analysis.sentiment)
+                sums.setdefault(self.label(s), []).append(r.analysis.sentiment)
         names = list(sums)
         return pd.DataFrame(
             {
@@ -300,22 +424,26 @@ class NewsRunView:
 
     def summary_markdown(self) -> str:
         lines: list[str] = []
-        if self.error and self.done is None:
+        if self.error and self.done is None and self.run_id:  # before a run: the status says it
             lines.append(f"**The run stopped:** {md_text(self.error)}")
         if self.cancelled and self.done is None:
-            lines.append(f"**Stopped** after {len(self.rows)} analyses.")
+            lines.append(
+                f"**Stopped.** {len(self.rows)} analyses finished before the stop and are kept "
+                "(see History)."
+            )
         d = self.done
         if d is not None:
             lines.append("### Run summary")
+            remembered = sum(1 for r in self.rows if r.cached)
             lines.append(
                 f"- sources: {d.sources_ok} ok, {d.sources_failed} failed\n"
-                f"- articles: {d.articles} new, {d.duplicates} duplicates merged\n"
-                f"- analyzed: {d.analyzed} ({d.from_cache} from cache), {d.failed} failed\n"
+                f"- articles: {len(self.titles)} found, {d.duplicates} duplicates merged\n"
+                f"- analyzed: {d.analyzed} — {d.analyzed - remembered} by the model now, "
+                f"{remembered} remembered from earlier runs; {d.failed} failed\n"
                 f"- tokens: {d.prompt_tokens} prompt + {d.completion_tokens} completion"
                 + (f" · cost ${d.cost:.6f}" if d.cost else "")
                 + "\n"
-                f"- wall time {d.wall:.1f} s · sum of analysis times {d.sum_latency:.1f} s · "
-                f"saved {d.saved:.1f} s by running concurrently"
+                + self._timing_line(d.wall)
             )
             for name, reason in d.failures.items():
                 lines.append(f"- failed source {md_text(name)}: {md_text(reason)}")
@@ -326,6 +454,28 @@ class NewsRunView:
                     f"**{md_text(dg.topic)}** ({dg.articles} articles): {md_text(dg.summary)}"
                 )
         return "\n\n".join(lines)
+
+
+    def _timing_line(self, wall: float) -> str:
+        t = self.timing()
+        line = f"- wall time {wall:.1f} s"
+        if not t["fresh"]:
+            return line + " (nothing needed the model)"
+        if not self.spans:  # no streamed text to time: say only what is known
+            return line + f" · {t['latency']:.1f} s summed over analyses (waiting included)"
+        n = int(t["fresh"])
+        line += (
+            f" · in the model {t['model']:.1f} s ({t['model'] / n:.1f} s per analysis)"
+            f" · waiting in the queue {t['queued']:.1f} s summed over analyses"
+        )
+        if t["at_once"] > 1 and t["model"] - t["busy"] > 0.5:
+            line += (
+                f" · up to {int(t['at_once'])} ran at once, "
+                f"saving {t['model'] - t['busy']:.1f} s of model time"
+            )
+        else:
+            line += " · analyses ran one at a time"
+        return line
 
 
 def _merge(*lists: list[str]) -> list[str]:
@@ -348,7 +498,8 @@ def sentiment_by_day(points: list[tuple[datetime | None, float]]) -> pd.DataFram
     days = sorted(by_day)
     return pd.DataFrame(
         {
-            "day": pd.Series(pd.to_datetime([d.isoformat() for d in days]), dtype="datetime64[ns]"),
+            # One label per day as text: a time axis over two days labels "06 AM", "12 PM"…
+            "day": pd.Series([d.isoformat() for d in days], dtype=str),
             "sentiment": pd.Series(
                 [round(sum(by_day[d]) / len(by_day[d]), 3) for d in days], dtype=float
             ),
@@ -487,12 +638,18 @@ def build_news_tab(ctx: WebContext) -> None:
                     file_types=[".opml", ".xml", ".toml", ".rss", ".atom", ".rdf", ".json"],
                     type="filepath",
                     elem_id="news-files",
-                    height=90,
+                    # No fixed height: at 90 px the "Click to Upload" prompt was cut off.
                 )
             with gr.Column(scale=1):
                 limit = gr.Number(label="Max articles (0: all)", value=0, precision=0, minimum=0)
                 concurrency = gr.Slider(
-                    1, 16, value=4, step=1, label="Analyses at once", elem_id="news-concurrency"
+                    1,
+                    16,
+                    value=4,
+                    step=1,
+                    label="Analyses at once",
+                    info="For remote providers; the embedded model analyzes one at a time.",
+                    elem_id="news-concurrency",
                 )
                 with gr.Row():
                     digest = gr.Checkbox(label="Digest per topic", value=False)
@@ -538,7 +695,10 @@ def build_news_tab(ctx: WebContext) -> None:
                 height=260,
                 elem_id="news-topics",
                 sort="-y",
-                y_lim=[0, None],
+                # Counts: whole-number ticks. With a top of at least 5 the axis steps by whole
+                # numbers (a top of 2 stepped by 0.2); "d" formats what it picks as integers.
+                y_lim=[0, 5],
+                y_axis_format="d",
                 x_label_angle=-30,
             )
             source_plot = gr.BarPlot(
@@ -564,6 +724,7 @@ def build_news_tab(ctx: WebContext) -> None:
             detail = gr.Markdown(elem_id="news-detail", label="Selected article")
             summary = gr.Markdown(elem_id="news-summary")
         rows_state = gr.State([])
+        stops: dict[str, asyncio.Event] = {}  # session -> its run's Stop
 
         async def run_news(
             demo_sel: list[str] | None,
@@ -576,8 +737,14 @@ def build_news_tab(ctx: WebContext) -> None:
             want_digest: bool,
             want_reanalyze: bool,
             want_embeddings: bool,
+            request: Any = None,
         ) -> AsyncIterator[tuple[Any, ...]]:
-            async for update in _run(
+            # Stop is cooperative: the run ends and says "Stopped", it is not cancelled (a
+            # cancelled event shows as an error in the page).
+            session = getattr(request, "session_hash", None) or ""
+            stop = stops[session] = asyncio.Event()
+            try:
+                async for update in _run(
                 ctx,
                 demo_sel,
                 urls_text,
@@ -588,9 +755,15 @@ def build_news_tab(ctx: WebContext) -> None:
                 conc,
                 want_digest,
                 want_reanalyze,
-                want_embeddings,
-            ):
-                yield update
+                    want_embeddings,
+                    stop=stop,
+                ):
+                    yield update
+            finally:
+                if stops.get(session) is stop:
+                    del stops[session]
+
+        run_news.__annotations__["request"] = gr.Request
 
         run_event = run_btn.click(
             run_news,
@@ -620,13 +793,14 @@ def build_news_tab(ctx: WebContext) -> None:
             show_progress="minimal",
             show_progress_on=[status],
         )
-        stop_btn.click(
-            lambda: "**Stopped.** Analyses finished before the stop are kept (see History).",
-            None,
-            [summary],
-            cancels=[run_event],
-            api_visibility="private",
-        )
+        def stop_news(request: Any = None) -> None:
+            event = stops.get(getattr(request, "session_hash", None) or "")
+            if event is not None:
+                event.set()
+
+        stop_news.__annotations__["request"] = gr.Request
+        stop_btn.click(stop_news, None, None, api_visibility="private", queue=False)
+        _ = run_event
 
         def show_detail(rows: list[Row], evt: gr.SelectData) -> str:
             n = selected_number(evt)
@@ -649,6 +823,8 @@ async def _run(
     want_digest: bool,
     want_reanalyze: bool,
     want_embeddings: bool,
+    *,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[tuple[Any, ...]]:
     import gradio as gr
 
@@ -683,17 +859,33 @@ async def _run(
         )
         return
 
-    view = NewsRunView([s.name for s in sources])
+    view = NewsRunView([s.name for s in sources], urls={s.name: s.url for s in sources})
     # First paint: every source "fetching…", empty table and charts.
     yield (view.status_markdown(), "", view.table(), *_plots_empty(), "", view.rows)
     try:
         # Closing this stream (Stop, a closed tab) stops the run, which records itself cancelled.
         events = ctx.desk.run(options)
+        stop = stop or asyncio.Event()
+        local = name.startswith("local/")
+        last_output = time.monotonic()
         async with closing(paced(events, UPDATE_INTERVAL)) as batches:
-            async for batch in batches:
+            async for batch in _until(batches, stop, tick=1.0):
+                now = time.monotonic()
                 for ev in batch:
-                    view.apply(ev)
+                    view.apply(ev, now)
+                    if ev.event in ("analysis_delta", "analysis", "analysis_error"):
+                        last_output = now
+                view.set_waiting(
+                    local
+                    and view.pending() > 0
+                    and not view.inflight
+                    and now - last_output > WAIT_HINT_AFTER
+                    and _model_busy()
+                )
                 yield _render(view, skip)
+        if stop.is_set() and view.done is None:
+            view.stop()  # leaving the block above closed the stream: the run is recorded stopped
+            yield _render(view, skip)
     except NewsdeskError as exc:
         view.fail(str(exc))
         yield _render(view, skip)
@@ -705,6 +897,49 @@ async def _run(
         yield _render(view, skip)
 
 
+async def _until(
+    batches: AsyncIterator[list[Any]], stop: asyncio.Event, tick: float
+) -> AsyncIterator[list[Any]]:
+    """``batches`` until ``stop`` is set, with an empty batch every ``tick`` seconds of quiet (so
+    a "waiting" hint can show while nothing arrives)."""
+    stopped = asyncio.ensure_future(stop.wait())
+    nxt: asyncio.Future[list[Any]] | None = None
+    try:
+        while not stop.is_set():
+            nxt = asyncio.ensure_future(anext(batches))
+            while True:
+                done, _ = await asyncio.wait({nxt, stopped}, timeout=tick, return_when="FIRST_COMPLETED")
+                if done:
+                    break
+                yield []  # quiet: tick, and keep waiting for the same batch
+            if nxt not in done:
+                return  # stopped
+            try:
+                batch = nxt.result()
+            except StopAsyncIteration:
+                return
+            nxt = None
+            yield batch
+    finally:
+        stopped.cancel()
+        if nxt is not None and not nxt.done():
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await nxt
+
+
+def _model_busy() -> bool:
+    from newsdesk._local import busy
+
+    return busy()
+
+
+def _topic_plot(view: NewsRunView) -> Any:
+    import gradio as gr
+
+    return gr.BarPlot(view.topic_frame(), y_lim=[0, view.count_top()])
+
+
 def _render(view: NewsRunView, skip: Any) -> tuple[Any, ...]:
     d = view.dirty
     charts = "charts" in d
@@ -712,7 +947,7 @@ def _render(view: NewsRunView, skip: Any) -> tuple[Any, ...]:
         view.status_markdown() if "status" in d else skip(),
         view.inflight_text() if "inflight" in d else skip(),
         view.table() if "table" in d else skip(),
-        view.topic_frame() if charts else skip(),
+        _topic_plot(view) if charts else skip(),
         view.source_frame() if charts else skip(),
         view.time_frame() if charts else skip(),
         view.summary_markdown() if "summary" in d else skip(),
