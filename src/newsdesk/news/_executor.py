@@ -1,0 +1,111 @@
+"""Who analyzes an article: the seam between a run and the work it hands out.
+
+A run turns each new article into an ``AnalysisJob`` (serialisable, never carrying an API key)
+and awaits an ``AnalysisExecutor`` for the ``AnalysisResult``. ``LocalExecutor`` does the work in
+this process (a ``Gateway`` plus the embedding step and, when asked, the article page's full
+text); a queue of remote workers implements the same two methods by enqueueing the job and
+awaiting its result, each worker running a ``LocalExecutor`` with its own ``Gateway``. The run
+itself keeps store look-ups, story grouping, saving and events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+from newsdesk._client import Gateway
+from newsdesk._exceptions import ConfigError, SourceError
+from newsdesk.news._analyze import AnalysisResult, analyze_article
+from newsdesk.news._embedding import Embedding
+from newsdesk.news._fetch import Fetcher
+from newsdesk.news._models import Article
+from newsdesk.news._prompt import PROMPT_VERSION
+
+__all__ = ["AnalysisExecutor", "AnalysisJob", "LocalExecutor"]
+
+
+class AnalysisJob(BaseModel):
+    """One article to analyze and how. Serialisable; never carries an API key (a worker uses
+    its own environment's)."""
+
+    article: Article
+    model: str
+    api_base: str | None = None
+    llm_topic: bool = True  # ask the LLM for the topic (else the embedding classifier)
+    lang: str | None = None
+    cache: Literal["use", "refresh"] = "use"
+    full_text: bool = False  # fetch the article's page and analyze its text
+    prompt_version: str = PROMPT_VERSION
+
+
+class AnalysisExecutor(Protocol):
+    """Analyzes jobs. Failures raise ``NewsdeskError`` subclasses whose str is the reason."""
+
+    async def analyze(
+        self, job: AnalysisJob, on_delta: Callable[[str], None] | None = None
+    ) -> AnalysisResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalExecutor:
+    """Analyzes in this process. ``embedding``: the topic/tone/vector step (None: the LLM picks
+    the topic, no vector). ``fetcher``: for full-text jobs (None: one is made when first needed,
+    and closed by ``aclose``)."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        embedding: Embedding | None = None,
+        fetcher: Fetcher | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.embedding = embedding
+        self._fetcher = fetcher
+        self._own_fetcher: Fetcher | None = None
+
+    async def analyze(
+        self, job: AnalysisJob, on_delta: Callable[[str], None] | None = None
+    ) -> AnalysisResult:
+        if job.prompt_version != PROMPT_VERSION:
+            # its result would be stored under a prompt this code does not write
+            raise ConfigError(
+                f"job for prompt {job.prompt_version!r}; this worker writes {PROMPT_VERSION!r}"
+            )
+        article = await self._full_text(job.article) if job.full_text else job.article
+        embedding = self.embedding
+        return await analyze_article(
+            article,
+            self.gateway,
+            model=job.model,
+            topic_fn=embedding.topic_and_vector if embedding is not None else None,
+            # without the embedding step only the LLM can name the topic
+            llm_topic=job.llm_topic or embedding is None,
+            lang=job.lang,
+            api_base=job.api_base,
+            on_delta=on_delta,
+            cache=job.cache,
+        )
+
+    async def _full_text(self, article: Article) -> Article:
+        """The article with its page's text, or as it is when the page cannot be read."""
+        if not article.url.startswith("http"):
+            return article
+        with contextlib.suppress(SourceError):
+            text = await self._page_fetcher().fetch_article_text(article.url)
+            return article.model_copy(update={"text": text or article.text})
+        return article
+
+    def _page_fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = self._own_fetcher = Fetcher()
+        return self._fetcher
+
+    async def aclose(self) -> None:
+        if self._own_fetcher is not None:
+            await self._own_fetcher.aclose()
+            self._own_fetcher = self._fetcher = None
