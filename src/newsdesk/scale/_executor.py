@@ -61,7 +61,7 @@ class QueueExecutor:
         self.poll = poll
         self._clients = _Clients(url)
         self._queue: Any = None
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._holder: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self._connected_once = False
         self._failing_since: float | None = None
         self._worker_seen = 0.0  # monotonic time a compatible worker was last seen alive
@@ -75,18 +75,38 @@ class QueueExecutor:
 
     async def _open(self) -> Any:
         if self._queue is None:
-            queue = make_queue(self.settings)
-            stack = contextlib.AsyncExitStack()
-            await stack.enter_async_context(queue)  # connects and loads streaq's Redis functions
-            self._queue, self._stack = queue, stack
+            # coredis (under streaq) ties a client's connections to the task that opened it:
+            # one long-lived task holds the connection; the analyze() tasks only use it.
+            loop = asyncio.get_running_loop()
+            ready: asyncio.Future[Any] = loop.create_future()
+            closing = asyncio.Event()
+            holder = asyncio.create_task(self._hold(ready, closing))
+            try:
+                queue = await asyncio.shield(ready)
+            except BaseException:
+                closing.set()
+                await asyncio.gather(holder, return_exceptions=True)
+                raise
+            self._queue, self._holder = queue, (holder, closing)
             self._connected_once = True
         return self._queue
 
+    async def _hold(self, ready: asyncio.Future[Any], closing: asyncio.Event) -> None:
+        try:
+            queue = make_queue(self.settings)
+            async with queue:  # connects and loads streaq's Redis functions
+                ready.set_result(queue)
+                await closing.wait()
+        except Exception as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+
     async def _drop(self) -> None:
-        stack, self._queue, self._stack = self._stack, None, None
-        if stack is not None:
-            with contextlib.suppress(Exception):
-                await stack.aclose()
+        holder, self._queue, self._holder = self._holder, None, None
+        if holder is not None:
+            task, closing = holder
+            closing.set()
+            await asyncio.gather(task, return_exceptions=True)
 
     def _ok(self) -> None:
         self._failing_since = None
