@@ -132,7 +132,7 @@ class Workers:
     def all_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs)
 
-    def wait_ready(self, server: RedisProc, count: int, timeout: float = 150) -> None:
+    def wait_ready(self, server: RedisProc, count: int, timeout: float = 240) -> None:
         """Until ``count`` workers have registered (and had a moment to start reading jobs).
         Generous: a worker imports LiteLLM first, and several at once on a busy 2-core machine
         take a while."""

@@ -17,7 +17,7 @@ from newsdesk.scale import NoWorkerError, QueueExecutor
 from tests.scale.conftest import RedisProc, Workers, job, requests_for
 from tests.servers.plugin import OpenAIServerHandle
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(420)
 
 
 async def run_all(ex: QueueExecutor, jobs: list[Any]) -> list[Any]:

@@ -41,7 +41,7 @@ from newsdesk.scale._shared import PREFIX
 QUEUE = "newsdesk-analysis"
 TASK = "newsdesk.analyze"
 HEARTBEAT_EVERY = 1.0  # seconds between a worker's "still here"
-HEARTBEAT_TTL = 5.0  # a worker silent this long is gone
+HEARTBEAT_TTL = 10.0  # a worker silent this long is gone (generous: a starved loop is not a dead worker)
 MAX_TRIES = 5  # deliveries of one job before it is given up (a job that kills every worker)
 
 
