@@ -22,15 +22,10 @@ pytest.importorskip("streaq", reason="the queue extra is not installed: pip inst
 
 from newsdesk.news._executor import AnalysisJob  # noqa: E402
 from newsdesk.news._models import Article  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 MODEL = "openai/test-model"
 SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisProc:
@@ -183,12 +178,6 @@ def job(i: int, server_url: str, **kw: Any) -> AnalysisJob:
 
 def requests_for(stats: dict[str, Any], marker: str) -> list[dict[str, Any]]:
     return [r for r in stats["last_requests"] if marker in json.dumps(r.get("messages"))]
-
-
-@pytest.fixture(autouse=True)
-def _newsdesk_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSDESK_HOME", str(tmp_path_factory.mktemp("home")))
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
 
 
 @pytest.fixture(scope="session", autouse=True)

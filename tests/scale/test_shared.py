@@ -11,7 +11,8 @@ import pytest
 from newsdesk import ConfigError, Request
 from newsdesk.scale import redact_url, shared_gateway
 from newsdesk.scale._redact import check_redis_url, redact_text
-from tests.scale.conftest import MODEL, free_port
+from tests.helpers import free_port
+from tests.scale.conftest import MODEL
 from tests.servers.plugin import OpenAIServerHandle
 
 pytestmark = pytest.mark.timeout(60)

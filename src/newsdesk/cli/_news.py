@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from newsdesk.cli._app import ApiBaseOpt, CacheOpt, ModelOpt, app
+from newsdesk.cli._queue import QueueOpt
 
 
 @app.command()
@@ -63,6 +64,7 @@ def analyze(
     deltas: Annotated[
         bool, typer.Option("--deltas", help="jsonl: also emit analysis_delta events.")
     ] = False,
+    queue: QueueOpt = None,
 ) -> None:
     """Fetch news sources concurrently, analyze every article with an LLM, show each result as it is ready."""
     from newsdesk._exceptions import ConfigError
@@ -89,6 +91,7 @@ def analyze(
         reanalyze=reanalyze,
         store_path=store_path,
         deltas=deltas,
+        queue=queue,
     )
     raise typer.Exit(code)
 

@@ -48,13 +48,16 @@ def run_analyze(
     reanalyze: bool,
     store_path: Path | None,
     deltas: bool,
+    queue: str | None = None,
 ) -> int:
     from newsdesk import Gateway, Limits
+    from newsdesk.cli._queue import queue_executor, queued
 
+    executor = queue_executor(queue)
     gateway = Gateway(
         cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency)
     )
-    desk = _desk(store_path, gateway=gateway, model=model, api_base=api_base)
+    desk = _desk(store_path, gateway=gateway, model=model, api_base=api_base, executor=executor)
     try:
         options = desk.prepare(
             specs,
@@ -70,9 +73,9 @@ def run_analyze(
             reanalyze=reanalyze,
         )
         if fmt == "jsonl":
-            done = asyncio.run(_jsonl(desk, options, deltas))
+            done = asyncio.run(queued(executor, lambda: _jsonl(desk, options, deltas)))
         else:
-            done = asyncio.run(_live(desk, options))
+            done = asyncio.run(queued(executor, lambda: _live(desk, options)))
     finally:
         desk.close()
         gateway.close()

@@ -212,6 +212,17 @@ class QueueExecutor:
             with contextlib.suppress(Exception):
                 await self._queue.abort_by_id(task_id, timeout=0)
 
+    async def ready(self) -> None:
+        """Return once a compatible worker serves the queue; ``NoWorkerError`` (saying how to
+        start one) after ``no_worker_timeout`` seconds without. A run calls it first, so a
+        missing worker is one clear error rather than one failure per article."""
+        try:
+            await self._clients.get().ping()
+        except Exception as exc:
+            reason = redact_text(f"{type(exc).__name__}: {exc}", self.url)
+            raise QueueError(f"cannot reach the queue's Redis at {redact_url(self.url)}: {reason}") from None
+        await self._check_workers(wait=True)
+
     async def analyze(
         self, job: AnalysisJob, on_delta: Callable[[str], None] | None = None
     ) -> AnalysisResult:

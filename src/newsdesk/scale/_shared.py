@@ -1,6 +1,6 @@
 """Behaviours shared by every process through Redis, as wrappers in the Gateway stack:
 
-    Fallback( Cache+single-flight( RedisSingleFlight( Limit( Retry( GlobalLimit( LiteLLM ))))))
+    Fallback( Cache+single-flight( Validate( RedisSingleFlight( Limit( Retry( GlobalLimit( LiteLLM )))))))
 
 - ``RedisSingleFlightBackend``: identical requests in flight in *different processes* make one
   provider call. The first takes a Redis lock (redis-py ``Lock``, with an expiry it keeps renewing
@@ -29,6 +29,7 @@ from typing import Any
 from newsdesk._backend import Backend, LiteLLMBackend, StreamItem
 from newsdesk._cache import CacheStore, cache_key, open_cache
 from newsdesk._client import Gateway
+from newsdesk._concurrency import aclosing
 from newsdesk._exceptions import UserError
 from newsdesk._request import Request
 from newsdesk._response import Completion
@@ -38,7 +39,8 @@ from newsdesk._wrappers import (
     FallbackBackend,
     Limits,
     RetryPolicy,
-    _aclose,
+    ValidateBackend,
+    WrapperBackend,
     _note_cached,
     _replay_pieces,
     estimate_tokens,
@@ -75,7 +77,7 @@ def _count_error(stats: CallStats, what: str) -> None:
 # ---------------------------------------------------------------- single-flight across processes
 
 
-class RedisSingleFlightBackend:
+class RedisSingleFlightBackend(WrapperBackend):
     """See the module docstring. ``lock_ttl``: how long a silent (killed) leader blocks the
     others; ``done_ttl``: how long a finished answer stays for late followers."""
 
@@ -89,7 +91,7 @@ class RedisSingleFlightBackend:
         done_ttl: float = 30.0,
         poll: float = 0.5,
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.stats = stats
         self.lock_ttl = lock_ttl
         self.done_ttl = done_ttl
@@ -202,21 +204,20 @@ class RedisSingleFlightBackend:
                 yield piece
             yield hit
             return
-        inner = self.inner.stream(request)
-        try:
-            async with self._holding(lock) if lock is not None else contextlib.nullcontext():
-                async for item in inner:
-                    if isinstance(item, Completion) and lock is not None:
-                        await self._publish(request, item)
-                    yield item
-        finally:
-            await _aclose(inner)
+        async with (
+            aclosing(self.inner.stream(request)) as inner,
+            self._holding(lock) if lock is not None else contextlib.nullcontext(),
+        ):
+            async for item in inner:
+                if isinstance(item, Completion) and lock is not None:
+                    await self._publish(request, item)
+                yield item
 
 
 # ---------------------------------------------------------------- limits across processes
 
 
-class GlobalLimitBackend:
+class GlobalLimitBackend(WrapperBackend):
     """``rpm`` requests and ``tpm`` (estimated) tokens per ``window`` seconds (60: per minute),
     counted in Redis for every process using the same URL and ``name``."""
 
@@ -235,7 +236,7 @@ class GlobalLimitBackend:
             raise UserError("rpm and tpm must be at least 1")
         if window < 1:
             raise UserError("the rate window must be at least 1 second")
-        self.inner = inner
+        super().__init__(inner)
         self.stats = stats
         self.url = check_redis_url(url, "limit")
         self.rpm, self.tpm, self.window, self.name = rpm, tpm, int(window), name
@@ -298,12 +299,9 @@ class GlobalLimitBackend:
 
     async def stream(self, request: Request) -> AsyncIterator[StreamItem]:
         await self._acquire(request)
-        inner = self.inner.stream(request)
-        try:
+        async with aclosing(self.inner.stream(request)) as inner:
             async for item in inner:
                 yield item
-        finally:
-            await _aclose(inner)
 
 
 # ---------------------------------------------------------------- a Gateway that shares
@@ -338,5 +336,7 @@ def shared_gateway(
     if isinstance(inner, GlobalLimitBackend):
         inner.stats = gateway.stats
     flight = RedisSingleFlightBackend(gateway.limiter, redis_url, gateway.stats)
-    gateway.stack = FallbackBackend(CacheBackend(flight, gateway.store, gateway.stats))
+    gateway.stack = FallbackBackend(
+        CacheBackend(ValidateBackend(flight), gateway.store, gateway.stats)
+    )
     return gateway

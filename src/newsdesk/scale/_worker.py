@@ -152,5 +152,5 @@ async def run_worker(
         with contextlib.suppress(Exception):
             await clients.get().hdel(workers_key(queue), worker_id)
         await executor.aclose()
-        gw.close()
+        await gw.aclose()
         log(f"worker {worker_id} stopped")
