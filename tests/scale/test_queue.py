@@ -93,20 +93,23 @@ async def test_other_versions_are_refused(
 async def test_killed_worker_jobs_finish_elsewhere_exactly_once(
     openai_server: OpenAIServerHandle, redis_proc: RedisProc, workers: Workers
 ) -> None:
+    # Both workers are up before the jobs (a worker starting on a loaded 2-core machine can
+    # take longer than the whole redelivery): with 6 jobs and 2 slots each, 4 calls in flight
+    # means the doomed worker is mid-call on two of them.
     doomed = workers.start(redis_proc.url, "--redeliver-after", "2", concurrency=2)
-    workers.wait_ready(redis_proc, 1)
+    workers.start(redis_proc.url, "--redeliver-after", "2", concurrency=2)
+    workers.wait_ready(redis_proc, 2)
     openai_server.control(latency=2.5)
     ex = QueueExecutor(redis_proc.url, redeliver_after=2, no_worker_timeout=10)
     jobs = [job(i, openai_server.url, tag="kill") for i in range(6)]
     running = asyncio.gather(*(ex.analyze(j) for j in jobs))
     deadline = time.monotonic() + 30
-    while openai_server.stats()["in_flight"] < 2:  # the doomed worker is mid-call on two jobs
+    while openai_server.stats()["in_flight"] < 4:
         assert time.monotonic() < deadline, workers.all_logs()
         await asyncio.sleep(0.05)
     doomed.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
-    workers.start(redis_proc.url, "--redeliver-after", "2", concurrency=2)
-    results = await asyncio.wait_for(running, 90)
+    results = await asyncio.wait_for(running, 120)
     await ex.aclose()
     assert sorted(r.article_id for r in results) == sorted(j.article.id for j in jobs)
     assert [r.article_id for r in results] == [j.article.id for j in jobs]
