@@ -198,9 +198,16 @@ class QueueExecutor:
                     self._ok()
                     return res.result if res.success else res.exception
                 await self._check_workers(wait=False)
-                if await queue.status_by_id(task_id) == TaskStatus.NOT_FOUND:
+                status = await queue.status_by_id(task_id)
+                if status == TaskStatus.NOT_FOUND:
                     # Redis lost the job (restarted without persistence): send it again.
                     await self._enqueue(task_id, payload)
+                elif status == TaskStatus.DONE:
+                    # Stored already: fetch it with time to spare. On a starved event loop the
+                    # short wait above can lapse while still subscribing, every time.
+                    res = await queue.result_by_id(task_id, timeout=max(30.0, self.poll))
+                    self._ok()
+                    return res.result if res.success else res.exception
                 self._ok()
             except NewsdeskError:
                 raise
