@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from newsdesk._client import Gateway
 from newsdesk._exceptions import NewsdeskError
 from newsdesk._request import CachePolicy, Request
+from newsdesk.news._faithful import repair
 from newsdesk.news._models import Article, ArticleAnalysis, Entities
 from newsdesk.news._prompt import (
     PROMPT_VERSION,
@@ -202,6 +203,15 @@ async def analyze_article(
     mapped, ents = to_analysis(raw, topic, article=article, lang=lang)  # type: ignore[arg-type]
     fields: dict[str, Any] = dict(mapped)
     fields, ents = ground(fields, ents, article)
+    # every number, date and name must come from the article (news/_faithful.py): unfaithful or
+    # fragmentary facts are dropped, an unfaithful or looping summary gives way to the lead
+    fields["summary"], fields["key_facts"], _ = repair(
+        str(fields.get("summary") or ""),
+        fields.get("key_facts") or [],
+        article.text,
+        title=article.title,
+        translated=bool(lang),
+    )
     if emb_tone is not None and topic_by == "embedding" and not llm_topic:
         fields["tone"], fields["sentiment"] = emb_tone
     fields["sentiment"] = normalize_sentiment(
