@@ -15,7 +15,7 @@ from tests.helpers import free_port
 from tests.scale.conftest import MODEL
 from tests.servers.plugin import OpenAIServerHandle
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(300)  # the first test also imports LiteLLM (a minute on a loaded machine)
 
 
 def test_redact_url() -> None:
