@@ -37,7 +37,8 @@ Endpoints
     ``calls``, ``completed``, ``in_flight``, ``max_in_flight``, ``by_model``, ``faults_served``,
     ``last_requests`` (the last 50 request bodies, each annotated with ``_auth_present``,
     ``_auth_sha256`` = sha256 of the raw ``Authorization`` header value, and
-    ``_api_key_sha256`` = sha256 of the bearer token; the key itself is never stored).
+    ``_api_key_sha256`` = sha256 of the bearer token, ``_received`` = arrival time (``time.time()``);
+    the key itself is never stored).
 
 Per-request directives
 ----------------------
@@ -797,6 +798,7 @@ class ChatCompletionServer:
         entry["_auth_sha256"] = hashlib.sha256(auth.encode()).hexdigest() if auth else None
         token = auth.split(" ", 1)[1].strip() if auth and " " in auth else auth
         entry["_api_key_sha256"] = hashlib.sha256(token.encode()).hexdigest() if token else None
+        entry["_received"] = time.time()  # wall clock: rate tests compare arrivals from many processes
         self.state.last_requests.append(entry)
         self.state.by_model[str(body.get("model"))] += 1
 

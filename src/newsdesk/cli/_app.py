@@ -70,7 +70,7 @@ def _register_optional() -> None:
     # The news, web and agent commands live in their own modules; each registers itself here.
     import importlib
 
-    for mod in ("newsdesk.cli._news", "newsdesk.cli._web", "newsdesk.cli._agent"):
+    for mod in ("newsdesk.cli._news", "newsdesk.cli._web", "newsdesk.cli._agent", "newsdesk.cli._worker", "newsdesk.cli._watch"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from newsdesk.cli._app import ApiBaseOpt, CacheOpt, ModelOpt, app
+from newsdesk.cli._queue import QueueOpt
 
 
 @app.command()
@@ -76,6 +77,7 @@ def analyze(
     ] = 2,
     rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="Max model requests per minute.")] = None,
     tpm: Annotated[float | None, typer.Option("--tpm", min=1, help="Max model tokens per minute.")] = None,
+    queue: QueueOpt = None,
 ) -> None:
     """Fetch news sources concurrently, analyze every article with an LLM, show each result as it is ready."""
     from newsdesk._exceptions import ConfigError
@@ -107,6 +109,7 @@ def analyze(
         retries=retries,
         rpm=rpm,
         tpm=tpm,
+        queue=queue,
     )
     raise typer.Exit(code)
 

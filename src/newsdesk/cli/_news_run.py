@@ -56,16 +56,19 @@ def run_analyze(
     retries: int = 2,
     rpm: float | None = None,
     tpm: float | None = None,
+    queue: str | None = None,
 ) -> int:
     from newsdesk import Gateway, Limits
+    from newsdesk.cli._queue import queue_executor, queued
 
     if request_timeout is None and not (model or "").startswith("local/") and (model or api_base):
         request_timeout = REMOTE_REQUEST_TIMEOUT  # a hung provider costs a minute, not two
+    executor = queue_executor(queue)
     gateway = Gateway(
         cache=cache if cache is not None else "disk",
         limits=Limits(concurrency=concurrency, rpm=rpm, tpm=tpm),
     )
-    desk = _desk(store_path, gateway=gateway, model=model, api_base=api_base)
+    desk = _desk(store_path, gateway=gateway, model=model, api_base=api_base, executor=executor)
     try:
         options = desk.prepare(
             specs,
@@ -85,9 +88,11 @@ def run_analyze(
         )
         tally = _Tally()
         if fmt == "jsonl":
-            done = _run_interruptible(_jsonl(desk, options, deltas, tally), tally)
+            done = _run_interruptible(
+                queued(executor, lambda: _jsonl(desk, options, deltas, tally)), tally
+            )
         else:
-            done = _run_interruptible(_live(desk, options, tally), tally)
+            done = _run_interruptible(queued(executor, lambda: _live(desk, options, tally)), tally)
     finally:
         desk.close()
         gateway.close()

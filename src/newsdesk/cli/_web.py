@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from newsdesk.cli._app import ApiBaseOpt, CacheOpt, ModelOpt, app
+from newsdesk.cli._queue import QueueOpt
 
 
 def parse_auth(value: str | None) -> tuple[str, str] | None:
@@ -68,10 +69,13 @@ def web(
             "(refused by default: they would reach this server's own network).",
         ),
     ] = False,
+    queue: QueueOpt = None,
 ) -> None:
     """Serve the web app: chat with streaming replies, live news analysis with charts, history."""
     from newsdesk.cli._news_run import err
+    from newsdesk.cli._queue import queue_executor
 
+    executor = queue_executor(queue)
     credentials = parse_auth(auth)
     if not is_loopback(host) and credentials is None:
         err.print(
@@ -93,4 +97,5 @@ def web(
         quiet=True,
         allow_api_bases=allow_api_base or (),
         allow_private_sources=allow_private_sources,
+        executor=executor,
     )

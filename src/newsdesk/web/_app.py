@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import gradio as gr
 
     from newsdesk._client import Gateway
+    from newsdesk.news import AnalysisExecutor
 
 WAITING = "_… waiting for the first token_"  # shown until the reply starts
 CHAT_UPDATE_INTERVAL = 0.04  # seconds between chat UI updates (a token at a time at ~25/s)
@@ -86,11 +87,14 @@ def build_app(
     gateway: Gateway | None = None,
     allowed_api_bases: Sequence[str] = (),
     private_sources: bool = True,
+    executor: AnalysisExecutor | None = None,
 ) -> gr.Blocks:
     """The whole app, queue configured; ``launch()`` it or use ``serve()``.
 
     ``private_sources=False`` (what ``serve`` passes unless ``--allow-private-sources``): feeds
     and pages on loopback, private, link-local and metadata addresses are refused.
+    ``executor``: who analyzes the News tab's articles (None: this process; a
+    ``newsdesk.scale.QueueExecutor``: the workers behind a Redis queue).
 
     ``cache``: as ``--cache`` (None: memory + disk). Chat requests never use the cache.
     The server's API keys go only to providers' own endpoints, ``api_base`` and
@@ -111,7 +115,9 @@ def build_app(
         cache=cache if cache is not None else "disk",
         backend=KeyGuardBackend(LiteLLMBackend(), policy),
     )
-    desk = NewsDesk(gateway=gw, store=Store(store_path), private_sources=private_sources)
+    desk = NewsDesk(
+        gateway=gw, store=Store(store_path), private_sources=private_sources, executor=executor
+    )
     chosen = model or default_model()
     choices = [chosen, *[c for c in MODEL_CHOICES if c != chosen]]
 
@@ -429,6 +435,7 @@ def serve(
     block: bool = True,
     allow_api_bases: Sequence[str] = (),
     allow_private_sources: bool = False,
+    executor: AnalysisExecutor | None = None,
 ) -> gr.Blocks:
     """Build the app and serve it until interrupted (``block=False``: return once it is up).
 
@@ -444,6 +451,7 @@ def serve(
         store_path=store_path,
         cache=cache,
         allowed_api_bases=allow_api_bases,
+        executor=executor,
     )
     # LiteLLM is imported before the server starts, so the first chat reply does not wait for
     # it. Not in a background thread: one still importing at interpreter exit deadlocked

@@ -1,0 +1,117 @@
+"""``newsdesk watch`` as a user runs it: a real process polling the local feed server, which
+answers 304 while the feed is unchanged and new items when it changes; SIGTERM stops it with a
+summary and every article analyzed once."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from newsdesk._exceptions import ConfigError
+from newsdesk.cli._watch import parse_every
+from tests.helpers import NEWSDESK, cli_env, run_cli
+from tests.news.test_pipeline import answer, item, rss, unique, words
+from tests.servers.feed_server import FeedServer
+from tests.servers.plugin import OpenAIServerHandle
+
+pytestmark = pytest.mark.timeout(600)
+
+MODEL = "openai/test-model"
+
+
+def test_parse_every() -> None:
+    assert parse_every("15m") == 900
+    assert parse_every("1s") == 1
+    assert parse_every("1.5h") == 5400
+    assert parse_every("90") == 90
+    for bad in ("", "0s", "-5m", "soon", "5 weeks"):
+        with pytest.raises(ConfigError):
+            parse_every(bad)
+
+
+class _Lines:
+    """A process's stdout lines, read in a thread so the test can wait for one with a timeout."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        assert proc.stdout is not None
+        out = proc.stdout
+        threading.Thread(target=lambda: [self.lines.put(line) for line in out], daemon=True).start()
+
+    def until(self, pred: Any, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"not seen in {timeout} s; events so far: {self.seen}"
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line.strip():
+                ev = json.loads(line)
+                self.seen.append(ev)
+                if pred(ev):
+                    return ev
+
+
+def test_watch_polls_analyzes_only_new_and_stops_cleanly(
+    openai_server: OpenAIServerHandle, feed_server: FeedServer, tmp_path: Any
+) -> None:
+    name = unique("watch")
+    first = [
+        item(f"First {i}", f"{words(f'w1{i}')} {answer(f'First summary {i}')}", f"https://w.test/{i}")
+        for i in range(2)
+    ]
+    feed_server.set_feed(name, rss(first))
+    url = f"{feed_server.url}/feeds/{name}"
+    store = tmp_path / "watch.db"
+    proc = subprocess.Popen(
+        [str(NEWSDESK), "watch", url, "--every", "1s", "--format", "jsonl", "--model", MODEL,
+         "--api-base", openai_server.url, "--cache", "off", "--store", str(store)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        lines = _Lines(proc)
+        for _ in range(2):  # patient: LiteLLM's import alone takes a minute on a loaded machine
+            lines.until(lambda e: e["event"] == "analysis", timeout=300)
+        # The next poll finds the feed unchanged: a 304, and nothing analyzed again.
+        lines.until(lambda e: e["event"] == "source_ok" and e["not_modified"])
+        calls = openai_server.stats()["calls"]
+        feed_server.set_feed(
+            name,
+            rss([*first, item("Fresh news", f"{words('w-new')} {answer('Fresh summary')}", "https://w.test/new")]),
+        )
+        fresh = lines.until(lambda e: e["event"] == "analysis")
+        assert fresh["title"] == "Fresh news" and fresh["summary"] == "Fresh summary"
+        lines.until(lambda e: e["event"] == "done")
+        assert openai_server.stats()["calls"] == calls + 1  # only the new article went to the model
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "watch stopped after" in err and "3 new article(s) analyzed" in err
+    analyses = [e for e in lines.seen if e["event"] == "analysis"]
+    assert sorted(e["title"] for e in analyses) == ["First 0", "First 1", "Fresh news"]  # each once
+    # The store has each article's analysis once, whatever the number of polls.
+    shown = run_cli("show", "--format", "jsonl", "--store", str(store))
+    assert shown.returncode == 0, shown.stderr
+    titles = sorted(json.loads(line)["title"] for line in shown.stdout.splitlines() if line.strip())
+    assert titles == ["First 0", "First 1", "Fresh news"]
+
+
+def test_watch_bad_interval_is_a_clear_error() -> None:
+    r = run_cli("watch", "https://feed.test/rss", "--every", "soon")
+    assert r.returncode != 0
+    assert "--every" in r.stderr and "Traceback" not in r.stderr
