@@ -29,7 +29,9 @@ def write_section(name: str, title: str, command: str, body: str) -> None:
         f"Command: `{command}`  \nRun: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}\n\n"
         f"{body.strip()}\n<!-- END {name} -->"
     )
-    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+    pattern = re.compile(
+        rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S
+    )
     if pattern.search(text):
         text = pattern.sub(lambda _m: block, text)
     else:

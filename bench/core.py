@@ -162,7 +162,11 @@ async def langchain_abatch(
     except ImportError:
         return None
     chat = ChatOpenAI(
-        model="bench-model", base_url=server.url, api_key=KEY, max_retries=0, timeout=60  # type: ignore[arg-type]
+        model="bench-model",
+        base_url=server.url,
+        api_key=KEY,
+        max_retries=0,
+        timeout=60,  # type: ignore[arg-type]
     )
     gc.collect()
     t0, cpu0 = time.perf_counter(), time.process_time()

@@ -110,9 +110,13 @@ def main() -> int:
     if args.one:
         print(json.dumps(one(args.one, args.embeddings)))
         return 0
-    print(f"{'articles':>9} {'analyzed':>9} {'wall s':>8} {'CPU ms/art':>11} {'RSS before':>11} {'peak RSS':>9}")
+    print(
+        f"{'articles':>9} {'analyzed':>9} {'wall s':>8} {'CPU ms/art':>11} {'RSS before':>11} {'peak RSS':>9}"
+    )
     for n in args.sizes:
-        cmd = [sys.executable, __file__, "--one", str(n)] + (["--embeddings"] if args.embeddings else [])
+        cmd = [sys.executable, __file__, "--one", str(n)] + (
+            ["--embeddings"] if args.embeddings else []
+        )
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(

@@ -44,14 +44,32 @@ class Bench:
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def start_workers(self, n: int, *args: str) -> list[subprocess.Popen[bytes]]:
-        env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "NEWSDESK_HOME": str(self.home),
-               "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "OPENAI_API_KEY": "sk-bench",
+            "NEWSDESK_HOME": str(self.home),
+            "PYTHONPATH": str(ROOT / "src"),
+            "PYTHONUNBUFFERED": "1",
+        }
         started = []
         for _ in range(n):
             log = open(self.home / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
-            cmd = [sys.executable, "-c", "from newsdesk.cli import main; main()", "worker", "--queue",
-                   self.url, "--concurrency", "4", "--no-embeddings", "--cache", "off",
-                   "--redeliver-after", "2", *args]
+            cmd = [
+                sys.executable,
+                "-c",
+                "from newsdesk.cli import main; main()",
+                "worker",
+                "--queue",
+                self.url,
+                "--concurrency",
+                "4",
+                "--no-embeddings",
+                "--cache",
+                "off",
+                "--redeliver-after",
+                "2",
+                *args,
+            ]
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             self.workers.append(proc)
             started.append(proc)
@@ -85,11 +103,17 @@ class Bench:
         tag = uuid.uuid4().hex[:8]  # unique text: no cache or single-flight hit between phases
         return [
             AnalysisJob(
-                article=Article(id=f"{tag}{i:08d}".ljust(24, "0"), source="bench",
-                                url=f"https://bench.test/{tag}/{i}", title=f"Bench {tag} {i}",
-                                text=f"Council {tag} {i} approved the harbour budget.",
-                                content_hash=f"{tag}{i}"),
-                model=MODEL, api_base=self.provider, llm_topic=True,
+                article=Article(
+                    id=f"{tag}{i:08d}".ljust(24, "0"),
+                    source="bench",
+                    url=f"https://bench.test/{tag}/{i}",
+                    title=f"Bench {tag} {i}",
+                    text=f"Council {tag} {i} approved the harbour budget.",
+                    content_hash=f"{tag}{i}",
+                ),
+                model=MODEL,
+                api_base=self.provider,
+                llm_topic=True,
             )
             for i in range(n)
         ]
@@ -117,9 +141,23 @@ class Bench:
 def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(directory)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -161,20 +199,27 @@ async def main(args: argparse.Namespace) -> str:
                 ops = redis_ops(url) - before
                 rates[n] = len(jobs) / wall
                 ops_per_job = ops / len(jobs)
-                print(f"{n} worker(s): {len(jobs)} jobs in {wall:.1f} s = {rates[n]:.2f} jobs/s, "
-                      f"{ops / wall:.0f} Redis ops/s ({ops_per_job:.1f} per job)", file=sys.stderr)
+                print(
+                    f"{n} worker(s): {len(jobs)} jobs in {wall:.1f} s = {rates[n]:.2f} jobs/s, "
+                    f"{ops / wall:.0f} Redis ops/s ({ops_per_job:.1f} per job)",
+                    file=sys.stderr,
+                )
             if not rates:
                 bench.start_workers(3)
                 bench.wait_live(3)
-            lines.append(f"Provider latency {args.latency} s; each worker `--concurrency 4`, no embeddings, "
-                         f"cache off; {args.jobs_per_worker} jobs per worker. Load average at start: {load:.1f} "
-                         "(other work was running on this 2-core machine: absolute rates are low, compare the ratios).\n")
+            lines.append(
+                f"Provider latency {args.latency} s; each worker `--concurrency 4`, no embeddings, "
+                f"cache off; {args.jobs_per_worker} jobs per worker. Load average at start: {load:.1f} "
+                "(other work was running on this 2-core machine: absolute rates are low, compare the ratios).\n"
+            )
             if rates:
                 lines.append("| workers | jobs/s | vs 1 worker |")
                 lines.append("|---|---|---|")
                 for n, r in rates.items():
                     lines.append(f"| {n} | {r:.2f} | {r / rates[1]:.2f}× |")
-                lines.append(f"\nRedis commands per job (producer + worker + streaq): {ops_per_job:.1f}.\n")
+                lines.append(
+                    f"\nRedis commands per job (producer + worker + streaq): {ops_per_job:.1f}.\n"
+                )
 
             # -- a SIGKILLed worker: its jobs finish elsewhere ---------------------------------------
             jobs = bench.jobs(12 * len(bench.workers))
@@ -187,9 +232,11 @@ async def main(args: argparse.Namespace) -> str:
             wall, finished = await task
             victim.wait()
             after_kill = time.monotonic() - killed
-            lines.append(f"SIGKILL of one of {len(bench.workers) + 1} busy workers (`--redeliver-after 2`): "
-                         f"all {len(jobs)} jobs done {after_kill:.1f} s after the kill "
-                         f"(run {wall:.1f} s); every job returned exactly once.\n")
+            lines.append(
+                f"SIGKILL of one of {len(bench.workers) + 1} busy workers (`--redeliver-after 2`): "
+                f"all {len(jobs)} jobs done {after_kill:.1f} s after the kill "
+                f"(run {wall:.1f} s); every job returned exactly once.\n"
+            )
             print(lines[-1], file=sys.stderr)
             bench.stop_workers()
 
@@ -208,10 +255,12 @@ async def main(args: argparse.Namespace) -> str:
             rate = len(steady) / (finished[-1] - window) if len(steady) > 1 else float("nan")
             allowed = limit / window
             calls = provider.stats()["calls"]
-            lines.append(f"Global limit {limit:g} requests per {window:g} s ({allowed:.2f}/s) across 3 workers: "
-                         f"{len(jobs)} jobs ({calls} provider calls) in {wall:.1f} s; after the first window "
-                         f"{rate:.2f} calls/s = {rate / allowed * 100:.0f} % of the limit; most in any "
-                         f"{window:g} s window: {worst} (limit {limit:g}).")
+            lines.append(
+                f"Global limit {limit:g} requests per {window:g} s ({allowed:.2f}/s) across 3 workers: "
+                f"{len(jobs)} jobs ({calls} provider calls) in {wall:.1f} s; after the first window "
+                f"{rate:.2f} calls/s = {rate / allowed * 100:.0f} % of the limit; most in any "
+                f"{window:g} s window: {worst} (limit {limit:g})."
+            )
             print(lines[-1], file=sys.stderr)
         finally:
             bench.stop_workers()
@@ -228,12 +277,18 @@ if __name__ == "__main__":
     parser.add_argument("--rate-window", type=float, default=10)
     parser.add_argument("--rate-jobs", type=int, default=90)
     parser.add_argument("--phases", default="throughput,kill,rpm", help="comma-separated subset")
-    parser.add_argument("--write", action="store_true", help="write the figures into docs/BENCHMARKS.md")
+    parser.add_argument(
+        "--write", action="store_true", help="write the figures into docs/BENCHMARKS.md"
+    )
     a = parser.parse_args()
     body = asyncio.run(main(a))
     print(body)
     if a.write:
         from bench._report import write_section
 
-        write_section("scale", "Scale-out: workers, global rate limit, SIGKILL recovery",
-                      "python bench/scale.py --write", body)
+        write_section(
+            "scale",
+            "Scale-out: workers, global rate limit, SIGKILL recovery",
+            "python bench/scale.py --write",
+            body,
+        )

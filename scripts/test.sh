@@ -7,6 +7,7 @@ bash scripts/setup.sh --test
 export GRADIO_ANALYTICS_ENABLED=False LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1
 # Lint and types first: cheap, and a failure here is a real defect.
 .venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 set +e
 .venv/bin/python -m pytest -q "$@"

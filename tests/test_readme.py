@@ -31,7 +31,9 @@ def _run(code: str, server: OpenAIServerHandle, tmp_path: Path) -> subprocess.Co
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     # Harness only: a hang prints every thread's stack instead of timing out silently.
     code = "import faulthandler; faulthandler.dump_traceback_later(80, exit=True)\n" + code
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def test_readme_has_the_examples() -> None:
@@ -41,7 +43,9 @@ def test_readme_has_the_examples() -> None:
     assert any("NewsDesk(" in b for b in blocks)
 
 
-def test_streaming_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_path: Path) -> None:
+def test_streaming_snippet_runs_as_written(
+    openai_server: OpenAIServerHandle, tmp_path: Path
+) -> None:
     code = next(b for b in _python_blocks() if "stream_response()" in b)
     # the only change: the provider (OpenRouter needs the internet and a key)
     code = code.replace('"openrouter/openai/gpt-4o-mini"', '"openai/test-model"')
@@ -71,7 +75,9 @@ def test_testing_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_
     assert openai_server.stats()["calls"] == 0  # no provider was asked
 
 
-def test_news_api_snippet_runs_as_written(openai_server: OpenAIServerHandle, tmp_path: Path) -> None:
+def test_news_api_snippet_runs_as_written(
+    openai_server: OpenAIServerHandle, tmp_path: Path
+) -> None:
     code = next(b for b in _python_blocks() if "NewsDesk(" in b)
     done = _run(code, openai_server, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,6 +1,6 @@
 """newsdesk: streaming, concurrent, cached LLM calls on LiteLLM — and news analysis built on them.
 
-    from newsdesk import Request, LiteLLMClient
+from newsdesk import Request, LiteLLMClient
 """
 
 from newsdesk._cache import CacheStore, DiskStore, MemoryStore, RedisStore, open_cache

@@ -206,15 +206,23 @@ def _translate(exc: Exception, model: str) -> NewsdeskError:
             "(set the provider's usual environment variable, e.g. OPENAI_API_KEY, or pass --api-key)"
         )
     if isinstance(exc, litellm.exceptions.RateLimitError) or status == 429:
-        return RateLimited(f"{model}: rate limited (429)", retry_after=_retry_after(exc),
-                           status_code=429, model=model)
+        return RateLimited(
+            f"{model}: rate limited (429)",
+            retry_after=_retry_after(exc),
+            status_code=429,
+            model=model,
+        )
     if isinstance(exc, litellm.exceptions.Timeout) or "Timeout" in name:
         return ProviderTimeout(f"{model}: timed out", model=model)
     if isinstance(exc, litellm.exceptions.NotFoundError) or status == 404:
         return UnknownModelError(f"{model}: the provider does not know this model ({msg})")
     if isinstance(exc, litellm.exceptions.BadRequestError):
         low = msg.lower()
-        if "llm provider not provided" in low or "provider not provided" in low or "unknown model" in low:
+        if (
+            "llm provider not provided" in low
+            or "provider not provided" in low
+            or "unknown model" in low
+        ):
             return UnknownModelError(
                 f"unknown model {model!r}: use a LiteLLM model string like 'openai/gpt-4o-mini', "
                 "'ollama/llama3' or 'local/smollm2'"
@@ -226,21 +234,38 @@ def _translate(exc: Exception, model: str) -> NewsdeskError:
         return BadResponse(f"{model}: malformed reply from the provider: {msg}", model=model)
     if "exceed context window" in msg.lower():
         # llama.cpp (the embedded model) says so through a generic error: retrying cannot help.
-        return ConfigError(f"{model}: the conversation does not fit the model's context window ({msg})")
-    if isinstance(exc, (litellm.exceptions.APIConnectionError, litellm.exceptions.ServiceUnavailableError,
-                        litellm.exceptions.InternalServerError, litellm.exceptions.BadGatewayError)):
+        return ConfigError(
+            f"{model}: the conversation does not fit the model's context window ({msg})"
+        )
+    if isinstance(
+        exc,
+        (
+            litellm.exceptions.APIConnectionError,
+            litellm.exceptions.ServiceUnavailableError,
+            litellm.exceptions.InternalServerError,
+            litellm.exceptions.BadGatewayError,
+        ),
+    ):
         if "api_key" in msg.lower() or "api key" in msg.lower():
             return MissingAPIKeyError(f"{model}: no API key ({msg})")
         if isinstance(exc, litellm.exceptions.APIConnectionError) and status in (None, 500):
             # LiteLLM reports malformed provider replies as connection errors too.
             low = msg.lower()
             if any(w in low for w in ("json", "decode", "expecting", "parse", "validation")):
-                return BadResponse(f"{model}: malformed reply from the provider: {msg}", model=model)
-        return ProviderUnavailable(f"{model}: provider unavailable: {msg}", status_code=status, model=model)
+                return BadResponse(
+                    f"{model}: malformed reply from the provider: {msg}", model=model
+                )
+        return ProviderUnavailable(
+            f"{model}: provider unavailable: {msg}", status_code=status, model=model
+        )
     if isinstance(exc, litellm.exceptions.APIError):
         if status is not None and status >= 500:
-            return ProviderUnavailable(f"{model}: provider error {status}: {msg}", status_code=status, model=model)
-        return BadResponse(f"{model}: bad reply from the provider: {msg}", status_code=status, model=model)
+            return ProviderUnavailable(
+                f"{model}: provider error {status}: {msg}", status_code=status, model=model
+            )
+        return BadResponse(
+            f"{model}: bad reply from the provider: {msg}", status_code=status, model=model
+        )
     if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError)):
         return BadResponse(f"{model}: malformed reply from the provider: {msg}", model=model)
     return ProviderError(f"{model}: {name}: {msg}", status_code=status, model=model)
@@ -282,8 +307,10 @@ class LiteLLMBackend:
         u = getattr(obj, "usage", None)
         if not u:
             return Usage()
-        return Usage(prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
-                     completion_tokens=getattr(u, "completion_tokens", 0) or 0)
+        return Usage(
+            prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+        )
 
     @staticmethod
     def _cost(litellm: Any, resp: Any) -> float | None:
@@ -348,13 +375,20 @@ class LiteLLMBackend:
         if not usage.completion_tokens:
             with contextlib.suppress(Exception):
                 usage = Usage(
-                    prompt_tokens=litellm.token_counter(model=request.model, messages=kw["messages"]),
+                    prompt_tokens=litellm.token_counter(
+                        model=request.model, messages=kw["messages"]
+                    ),
                     completion_tokens=litellm.token_counter(model=request.model, text=text),
                 )
         cost = None
         with contextlib.suppress(Exception):
-            cost = float(litellm.completion_cost(model=request.model, prompt="", completion=text)) or None
-        yield Completion(text=text, model=request.model, finish_reason=finish or "stop", usage=usage, cost=cost)
+            cost = (
+                float(litellm.completion_cost(model=request.model, prompt="", completion=text))
+                or None
+            )
+        yield Completion(
+            text=text, model=request.model, finish_reason=finish or "stop", usage=usage, cost=cost
+        )
 
 
 def check_model(model: str, *, api_base: str | None = None, api_key: str | None = None) -> None:
@@ -377,4 +411,6 @@ def check_model(model: str, *, api_base: str | None = None, api_key: str | None 
         return
     missing = [k for k in env.get("missing_keys", []) if k.endswith(("_KEY", "_TOKEN"))]
     if missing:
-        raise MissingAPIKeyError(f"{model} needs an API key: set {' or '.join(missing)} in the environment")
+        raise MissingAPIKeyError(
+            f"{model} needs an API key: set {' or '.join(missing)} in the environment"
+        )

@@ -38,7 +38,11 @@ def resolve_model(model: str) -> str:
     if model == "fast":
         return os.environ.get("NEWSDESK_FAST_MODEL") or "local/smollm2"
     if model == "strong":
-        return os.environ.get("NEWSDESK_STRONG_MODEL") or os.environ.get("NEWSDESK_FAST_MODEL") or "local/smollm2"
+        return (
+            os.environ.get("NEWSDESK_STRONG_MODEL")
+            or os.environ.get("NEWSDESK_FAST_MODEL")
+            or "local/smollm2"
+        )
     return model
 
 
@@ -71,8 +75,12 @@ class Gateway:
         self.store: CacheStore | None = store
         self.stats = CallStats()
         self.limits = limits or Limits()
-        self.limiter = LimitBackend(RetryBackend(backend or LiteLLMBackend(), self.stats, retry), self.limits)
-        self.stack: Backend = FallbackBackend(CacheBackend(ValidateBackend(self.limiter), store, self.stats))
+        self.limiter = LimitBackend(
+            RetryBackend(backend or LiteLLMBackend(), self.stats, retry), self.limits
+        )
+        self.stack: Backend = FallbackBackend(
+            CacheBackend(ValidateBackend(self.limiter), store, self.stats)
+        )
 
     def _prepare(self, request: Request) -> Request:
         model = resolve_model(request.model)
@@ -95,7 +103,9 @@ class Gateway:
                 async for chunk in chunks:
                     if chunk.response is not None:
                         return chunk.response
-            raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
+            raise BadResponse(
+                f"{request.model}: the stream ended without an answer", model=request.model
+            )
         request = await self._aprepare(request)
         info = begin_call()
         started = time.perf_counter()
@@ -124,16 +134,25 @@ class Gateway:
                     partial = parse_partial(text) if request.answer_model is not None else None
                     yield Chunk(content=item, partial=partial)
         if final is None:
-            raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
+            raise BadResponse(
+                f"{request.model}: the stream ended without an answer", model=request.model
+            )
         value = answer_value(request, final)
         response = _response(final, value, started, info)
-        yield Chunk(content="", partial=value if request.answer_model else None, done=True, response=response)
+        yield Chunk(
+            content="",
+            partial=value if request.answer_model else None,
+            done=True,
+            response=response,
+        )
 
     def map(self, requests: Iterable[Request], *, deadline: float | None = None) -> Batch:
         """Run many requests at once; iterate the ``Batch`` for ``Outcome``s in completion order."""
         return Batch(self, list(requests), deadline=deadline)
 
-    async def gather(self, requests: Iterable[Request], *, deadline: float | None = None) -> list[Outcome]:
+    async def gather(
+        self, requests: Iterable[Request], *, deadline: float | None = None
+    ) -> list[Outcome]:
         """Like ``map`` but returns every ``Outcome`` in input order."""
         return await self.map(requests, deadline=deadline).gather()
 
@@ -165,13 +184,20 @@ class Gateway:
 def _response(c: Completion, value: Any, started: float, info: CallInfo) -> Response:
     cached = info.cached
     return Response(
-        value=value, text=c.text, model=c.model, usage=c.usage, cost=c.cost,
-        latency=time.perf_counter() - started, cached=cached or c.cached,
-        finish_reason=c.finish_reason, attempts=max(info.attempts, 0 if cached else 1),
+        value=value,
+        text=c.text,
+        model=c.model,
+        usage=c.usage,
+        cost=c.cost,
+        latency=time.perf_counter() - started,
+        cached=cached or c.cached,
+        finish_reason=c.finish_reason,
+        attempts=max(info.attempts, 0 if cached else 1),
     )
 
 
 # ---------------------------------------------------------------- batches
+
 
 @dataclass
 class Outcome:
@@ -245,7 +271,9 @@ class Batch(TaskBatch[Request, Outcome]):
     running and waits for them, so no task or connection is left behind.
     """
 
-    def __init__(self, gateway: Gateway, requests: list[Request], *, deadline: float | None = None) -> None:
+    def __init__(
+        self, gateway: Gateway, requests: list[Request], *, deadline: float | None = None
+    ) -> None:
         super().__init__(requests, deadline=deadline)
         self.gateway = gateway
         self.requests = self.items
@@ -259,7 +287,9 @@ class Batch(TaskBatch[Request, Outcome]):
         except NewsdeskError as exc:
             return Outcome(index, request, error=exc, latency=time.perf_counter() - t0)
         except Exception as exc:  # a bug below must not take the batch down either
-            err = ProviderError(f"{request.model}: unexpected {type(exc).__name__}: {exc}", model=request.model)
+            err = ProviderError(
+                f"{request.model}: unexpected {type(exc).__name__}: {exc}", model=request.model
+            )
             return Outcome(index, request, error=err, latency=time.perf_counter() - t0)
 
     def _missing(self, index: int, request: Request, reason: BaseException) -> Outcome:

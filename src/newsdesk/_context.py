@@ -30,7 +30,9 @@ def _estimate(text: str) -> int:
     return int(len(text) / 3.2) + 4
 
 
-def trim_messages(messages: list[Message], budget: int, count: Callable[[str], int] = _estimate) -> list[Message]:
+def trim_messages(
+    messages: list[Message], budget: int, count: Callable[[str], int] = _estimate
+) -> list[Message]:
     """Drop the oldest non-system turns, then shorten the longest remaining message, until it fits.
 
     The system prompt and the last message are always kept (shortened if they must be; the

@@ -70,7 +70,9 @@ class ProviderError(NewsdeskError):
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, status_code: int | None = None, model: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, model: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.model = model

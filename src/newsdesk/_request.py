@@ -16,8 +16,20 @@ CachePolicy = Literal["use", "refresh", "off"]
 # Parameters that change the answer: they go into the cache key. Anything else in ``extra``
 # (headers, organisation ids, ...) is transport detail and stays out of it.
 _OUTPUT_PARAMS = frozenset(
-    {"top_p", "top_k", "seed", "stop", "presence_penalty", "frequency_penalty", "logit_bias",
-     "tools", "tool_choice", "n", "reasoning_effort", "response_format"}
+    {
+        "top_p",
+        "top_k",
+        "seed",
+        "stop",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "tools",
+        "tool_choice",
+        "n",
+        "reasoning_effort",
+        "response_format",
+    }
 )
 
 
@@ -77,7 +89,9 @@ class Request(BaseModel):
         if not self.model.strip():
             raise ValueError("model must not be blank")
         if "api_key" in self.extra:
-            raise ValueError("pass api_key as Request(api_key=...), not in extra, so it is kept secret")
+            raise ValueError(
+                "pass api_key as Request(api_key=...), not in extra, so it is kept secret"
+            )
         return self
 
     @classmethod

@@ -35,14 +35,17 @@ def parse_partial(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def parse_answer(text: str, answer_model: type[BaseModel], *, model: str, finish_reason: str | None) -> BaseModel:
+def parse_answer(
+    text: str, answer_model: type[BaseModel], *, model: str, finish_reason: str | None
+) -> BaseModel:
     body = _strip(text)
     try:
         return answer_model.model_validate_json(body)
     except ValidationError as exc:
         if finish_reason == "length":
             raise TruncatedAnswer(
-                f"{model}: the answer was cut off by max_tokens before the JSON was complete", model=model
+                f"{model}: the answer was cut off by max_tokens before the JSON was complete",
+                model=model,
             ) from exc
         # Some models wrap the object or add trailing text: try the first complete JSON object.
         try:
@@ -63,8 +66,13 @@ def answer_value(request: Request, completion: Completion) -> Any:
     text. ``BadResponse`` (``TruncatedAnswer`` when max_tokens cut it) when it is no answer."""
     if request.answer_model is None:
         if completion.finish_reason == "length" and not completion.text:
-            raise BadResponse(f"{request.model}: max_tokens ran out before any text", model=request.model)
+            raise BadResponse(
+                f"{request.model}: max_tokens ran out before any text", model=request.model
+            )
         return completion.text
     return parse_answer(
-        completion.text, request.answer_model, model=request.model, finish_reason=completion.finish_reason
+        completion.text,
+        request.answer_model,
+        model=request.model,
+        finish_reason=completion.finish_reason,
     )

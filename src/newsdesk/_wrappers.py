@@ -68,7 +68,9 @@ class _PerLoop:
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         self._factory = factory
-        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def get(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -101,6 +103,7 @@ class WrapperBackend:
 
 # ---------------------------------------------------------------- retry
 
+
 @dataclass(frozen=True)
 class RetryPolicy:
     base_delay: float = 0.5
@@ -120,12 +123,14 @@ class RetryBackend(WrapperBackend):
         self.stats = stats
         self.policy = policy or RetryPolicy()
 
-    async def _after_failure(self, request: Request, attempt: int, exc: Exception, what: str,
-                             *, started: bool = False) -> None:
+    async def _after_failure(
+        self, request: Request, attempt: int, exc: Exception, what: str, *, started: bool = False
+    ) -> None:
         """Count the failure; raise it if it is final, else wait before the next attempt."""
         if isinstance(exc, TimeoutError):
             err: ProviderError = ProviderTimeout(
-                f"{request.model}: {what} {request.timeout:g} s", model=request.model)
+                f"{request.model}: {what} {request.timeout:g} s", model=request.model
+            )
             err.__cause__ = exc
         else:
             assert isinstance(exc, ProviderError)
@@ -169,10 +174,14 @@ class RetryBackend(WrapperBackend):
                         yield item
                     return
                 finally:  # closed before any wait for the next attempt
-                    with contextlib.suppress(Exception):  # a stream that broke may fail to close too
+                    with contextlib.suppress(
+                        Exception
+                    ):  # a stream that broke may fail to close too
                         await aclose(agen)
             except (TimeoutError, ProviderError) as exc:
-                await self._after_failure(request, attempt, exc, "stream stalled for", started=started)
+                await self._after_failure(
+                    request, attempt, exc, "stream stalled for", started=started
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -219,7 +228,9 @@ class ValidateBackend(WrapperBackend):
                     else:
                         yield item
             if final is None:
-                raise BadResponse(f"{current.model}: the stream ended without an answer", model=current.model)
+                raise BadResponse(
+                    f"{current.model}: the stream ended without an answer", model=current.model
+                )
             try:
                 answer_value(current, final)
             except BadResponse:
@@ -233,6 +244,7 @@ class ValidateBackend(WrapperBackend):
 
 
 # ---------------------------------------------------------------- limits
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -300,6 +312,7 @@ class LimitBackend(WrapperBackend):
 
 # ---------------------------------------------------------------- cache + single-flight
 
+
 def _cacheable(request: Request, c: Completion) -> bool:
     if c.finish_reason in ("length", "error", "content_filter") or not c.text:
         return False
@@ -318,7 +331,9 @@ class CallInfo:
     cached: bool = False
 
 
-_call_info: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar("newsdesk_call_info", default=None)
+_call_info: contextvars.ContextVar[CallInfo | None] = contextvars.ContextVar(
+    "newsdesk_call_info", default=None
+)
 
 
 def begin_call() -> CallInfo:
@@ -351,7 +366,9 @@ class CacheBackend(WrapperBackend):
             return None
         try:
             raw = await self.store.get(key)
-        except Exception:  # a broken cache (disk full, database locked...) is a miss, never an error
+        except (
+            Exception
+        ):  # a broken cache (disk full, database locked...) is a miss, never an error
             self.store.stats.errors += 1
             return None
         if raw is None:
@@ -396,12 +413,16 @@ class CacheBackend(WrapperBackend):
             self._inflight.get()[key] = fut
         return fut
 
-    def _release(self, request: Request, key: str, fut: asyncio.Future[Completion],
-                 exc: BaseException | None) -> None:
+    def _release(
+        self, request: Request, key: str, fut: asyncio.Future[Completion], exc: BaseException | None
+    ) -> None:
         if exc is not None and not fut.done():
             # Followers get the same error; if this caller was cancelled they ask themselves.
-            fut.set_exception(exc if isinstance(exc, Exception) else
-                              _LeaderCancelled(f"{request.model}: the identical request was cancelled"))
+            fut.set_exception(
+                exc
+                if isinstance(exc, Exception)
+                else _LeaderCancelled(f"{request.model}: the identical request was cancelled")
+            )
             fut.exception()  # mark retrieved: followers may not exist
         inflight = self._inflight.get()
         if inflight.get(key) is fut:
@@ -456,7 +477,9 @@ class CacheBackend(WrapperBackend):
                         final = item
                     yield item
             if final is None:
-                raise BadResponse(f"{request.model}: the stream ended without an answer", model=request.model)
+                raise BadResponse(
+                    f"{request.model}: the stream ended without an answer", model=request.model
+                )
             self._count_usage(final)
             await self._save(request, key, final)
             fut.set_result(final)
@@ -488,6 +511,7 @@ def _replay_pieces(text: str, size: int = 16) -> list[str]:
 
 
 # ---------------------------------------------------------------- fallback
+
 
 def _provider(model: str) -> str:
     return model.split("/", 1)[0] if "/" in model else ""

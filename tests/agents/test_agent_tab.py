@@ -123,10 +123,13 @@ def test_step_view_shows_calls_literally_without_emoji() -> None:
 
     turns: list[dict[str, Any]] = []
     call = SimpleNamespace(
-        kind="tool_call", tool="search_news", arguments={"query": "today's news."},
-        step=1, call_id="c1",
+        kind="tool_call",
+        tool="search_news",
+        arguments={"query": "today's news."},
+        step=1,
+        call_id="c1",
     )
     apply_event(turns, call)
     content, title = turns[0]["content"], turns[0]["metadata"]["title"]
-    assert "search_news(query=\"today's news.\")" in content and "\\" not in content
+    assert 'search_news(query="today\'s news.")' in content and "\\" not in content
     assert title == "Step 1: search_news" and not any(ord(ch) > 0x2FFF for ch in title)

@@ -79,11 +79,14 @@ async def test_topics_question_gets_the_days_topics_or_says_there_is_nothing_tod
     assert out.startswith("Nothing stored is from today") or out.startswith("Topics in the stored")
     desk = NewsDesk()
     try:
-        later = topics_overview(desk, "Which topics appear in today's news?",
-                                now=datetime(2030, 1, 1, tzinfo=UTC))
+        later = topics_overview(
+            desk, "Which topics appear in today's news?", now=datetime(2030, 1, 1, tzinfo=UTC)
+        )
         assert later.startswith("Nothing stored is from today (2030-01-01). The latest stored")
         first_day = topics_overview(desk, "topics today", now=datetime(2026, 3, 1, 12, tzinfo=UTC))
-        assert first_day.startswith("Topics in the stored news from today (2026-03-01): disaster (1)")
+        assert first_day.startswith(
+            "Topics in the stored news from today (2026-03-01): disaster (1)"
+        )
         assert "Harbor City floods" in first_day
     finally:
         desk.close()

@@ -67,7 +67,10 @@ async def test_truncated_answer_is_asked_again_with_bigger_budget(
     assert resp.attempts == 2
     # the original key holds the answer that validated (never the cut-off one) ...
     stored = await gateway.store.get(cache_key(req.cache_identity()))  # type: ignore[union-attr]
-    assert stored is not None and json.loads(json.loads(stored)["text"]) == {"title": "Rain", "score": 7}
+    assert stored is not None and json.loads(json.loads(stored)["text"]) == {
+        "title": "Rain",
+        "score": 7,
+    }
     # ... so asking the same again costs no provider call at all
     again = await gateway.complete(req)
     assert again.cached and again.value == resp.value

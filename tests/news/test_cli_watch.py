@@ -67,7 +67,9 @@ def test_watch_polls_analyzes_only_new_and_stops_cleanly(
 ) -> None:
     name = unique("watch")
     first = [
-        item(f"First {i}", f"{words(f'w1{i}')} {answer(f'First summary {i}')}", f"https://w.test/{i}")
+        item(
+            f"First {i}", f"{words(f'w1{i}')} {answer(f'First summary {i}')}", f"https://w.test/{i}"
+        )
         for i in range(2)
     ]
     feed_server.set_feed(name, rss(first))
@@ -87,7 +89,16 @@ def test_watch_polls_analyzes_only_new_and_stops_cleanly(
         calls = openai_server.stats()["calls"]
         feed_server.set_feed(
             name,
-            rss([*first, item("Fresh news", f"{words('w-new')} {answer('Fresh summary')}", "https://w.test/new")]),
+            rss(
+                [
+                    *first,
+                    item(
+                        "Fresh news",
+                        f"{words('w-new')} {answer('Fresh summary')}",
+                        "https://w.test/new",
+                    ),
+                ]
+            ),
         )
         fresh = lines.until(lambda e: e["event"] == "analysis")
         assert fresh["title"] == "Fresh news" and fresh["summary"] == "Fresh summary"

@@ -235,6 +235,8 @@ def test_templated_items_of_one_feed_are_all_kept_and_cost_linear_time() -> None
     d = Deduplicator()
     d.add_many(templated(300))
     original = templated(300)[123]
-    copy = make("B", original.title, original.text + " Officials confirmed.", url="https://b.test/c")
+    copy = make(
+        "B", original.title, original.text + " Officials confirmed.", url="https://b.test/c"
+    )
     found = d.find_duplicate(copy)
     assert found is not None and found.kind == "near" and found.kept.id == original.id

@@ -142,7 +142,9 @@ async def test_leaving_the_stream_early_records_the_run_cancelled(
 ) -> None:
     openai_server.control(latency=5)
     d = desk(openai_server, tmp_path)
-    async with contextlib.aclosing(d.run(feed(feed_server, 3, "early"), embeddings=False)) as stream:
+    async with contextlib.aclosing(
+        d.run(feed(feed_server, 3, "early"), embeddings=False)
+    ) as stream:
         async for ev in stream:
             if ev.event == "article":
                 break  # closing the stream stops the run
@@ -197,9 +199,14 @@ def canned(job: AnalysisJob) -> AnalysisResult:
     if "refuse" in job.article.title:
         raise NewsdeskError("worker says no")
     analysis = ArticleAnalysis(
-        summary=f"Remote summary of {job.article.title}", topic="science", tone="neutral", sentiment=0
+        summary=f"Remote summary of {job.article.title}",
+        topic="science",
+        tone="neutral",
+        sentiment=0,
     )
-    return AnalysisResult(article_id=job.article.id, analysis=analysis, model=job.model, latency=0.5)
+    return AnalysisResult(
+        article_id=job.article.id, analysis=analysis, model=job.model, latency=0.5
+    )
 
 
 async def test_an_injected_executor_does_the_analyses_and_the_run_does_the_rest(
@@ -215,7 +222,11 @@ async def test_an_injected_executor_does_the_analyses_and_the_run_does_the_rest(
     ]
     events = [ev async for ev in d.run(sources, embeddings=False, reanalyze=True)]
     assert openai_server.stats()["calls"] == 0  # nothing went to the gateway's provider
-    assert {j.article.title for j in executor.jobs} == {"remote story 0", "remote story 1", "please refuse"}
+    assert {j.article.title for j in executor.jobs} == {
+        "remote story 0",
+        "remote story 1",
+        "please refuse",
+    }
     job = executor.jobs[0]
     assert job.model == MODEL and job.cache == "refresh" and job.llm_topic
     assert "sk-test" not in job.model_dump_json()  # a job never carries a key

@@ -353,7 +353,10 @@ async def test_time_queued_for_a_slot_is_not_the_sources_timeout(feed_server: Fe
     from newsdesk.news._models import Source
 
     async with Fetcher(per_host=2, timeout=1.5, attempts=1) as fetcher:
-        hangs = [fetcher.fetch(Source(name=f"h{i}", url=f"{feed_server.url}/hang?k={uniq()}")) for i in range(2)]
+        hangs = [
+            fetcher.fetch(Source(name=f"h{i}", url=f"{feed_server.url}/hang?k={uniq()}"))
+            for i in range(2)
+        ]
         good = fetcher.fetch(Source(name="good", url=f"{feed_server.url}/feeds/rss?k={uniq()}"))
         results = await asyncio.gather(*hangs, good, return_exceptions=True)
     assert all(isinstance(r, SourceError) for r in results[:2])

@@ -554,7 +554,9 @@ async def test_limit_stops_deduplicating_a_big_feed_but_stores_all_of_it(
         [item(f"Big {i}", words(f"big{i}", 12), f"https://big.test/{i}") for i in range(n)],
     )
     run = _pipeline.NewsRun(
-        options(openai_server, [Source(name="big", url=url)], limit=3), gateway=gateway(), store=store
+        options(openai_server, [Source(name="big", url=url)], limit=3),
+        gateway=gateway(),
+        store=store,
     )
     events = [ev async for ev in run.events()]
     assert len(of(events, "analysis")) == 3

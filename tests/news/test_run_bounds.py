@@ -86,7 +86,9 @@ async def test_deadline_in_the_library(
         ],
     )
     gateway = Gateway(cache="off")
-    with NewsDesk(gateway=gateway, store=tmp_path / "s.db", model=MODEL, api_base=openai_server.url) as desk:
+    with NewsDesk(
+        gateway=gateway, store=tmp_path / "s.db", model=MODEL, api_base=openai_server.url
+    ) as desk:
         evs, stamps = [], []
         async for e in desk.run([url], deadline=3, embeddings=False):
             evs.append(e)
@@ -186,7 +188,10 @@ def test_ctrl_c_prints_a_summary_and_emits_done(
         feed_server,
         [
             item("Quick", f"{words('cc1')} {answer('Quick')}", "https://c.test/1"),
-            *(item(f"Hangs {i}", f"{words(f'cc{i}x')} [[hang]]", f"https://c.test/h{i}") for i in range(3)),
+            *(
+                item(f"Hangs {i}", f"{words(f'cc{i}x')} [[hang]]", f"https://c.test/h{i}")
+                for i in range(3)
+            ),
         ],
     )
     args = ["analyze", url, "--model", MODEL, "--api-base", openai_server.url, "--format", fmt,
@@ -240,7 +245,9 @@ async def test_syndicated_story_keeps_its_stored_copy_across_runs(
     a, b = tmp_path / "a.xml", tmp_path / "b.xml"
     a.write_bytes(rss([item("Same story", f"{story} {answer('Same')}", "https://a.test/s")]))
     b.write_bytes(
-        rss([item("Same story", f"{story} Reported here too. {answer('Same')}", "https://b.test/s")])
+        rss(
+            [item("Same story", f"{story} Reported here too. {answer('Same')}", "https://b.test/s")]
+        )
     )
     from newsdesk.news import NewsRun, Store
     from newsdesk.news._fetch import Fetcher

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("streaq", reason="the queue extra is not installed: pip install 'newsdesk[queue]'")
+pytest.importorskip(
+    "streaq", reason="the queue extra is not installed: pip install 'newsdesk[queue]'"
+)
 
 from newsdesk.news._executor import AnalysisJob  # noqa: E402
 from newsdesk.news._models import Article  # noqa: E402
@@ -42,14 +44,28 @@ class RedisProc:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", str(self.directory)]
+        cmd = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+        ]
         if self.password:
             cmd += ["--requirepass", self.password]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.5) as s,
+            ):
                 s.sendall(b"PING\r\n")
                 if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                     return
@@ -109,14 +125,35 @@ class Workers:
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
 
-    def start(self, url: str, *args: str, concurrency: int = 2, **env: str) -> subprocess.Popen[str]:
+    def start(
+        self, url: str, *args: str, concurrency: int = 2, **env: str
+    ) -> subprocess.Popen[str]:
         log = self.home / f"worker{len(self.procs)}.log"
-        environ = {**os.environ, "OPENAI_API_KEY": "sk-test", "PYTHONUNBUFFERED": "1",
-                   "PYTHONPATH": str(SRC), "NEWSDESK_HOME": str(self.home), **env}
-        cmd = [sys.executable, "-c", "from newsdesk.cli import main; main()", "worker", "--queue", url,
-               "--concurrency", str(concurrency), "--no-embeddings", "--verbose", *args]
+        environ = {
+            **os.environ,
+            "OPENAI_API_KEY": "sk-test",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(SRC),
+            "NEWSDESK_HOME": str(self.home),
+            **env,
+        }
+        cmd = [
+            sys.executable,
+            "-c",
+            "from newsdesk.cli import main; main()",
+            "worker",
+            "--queue",
+            url,
+            "--concurrency",
+            str(concurrency),
+            "--no-embeddings",
+            "--verbose",
+            *args,
+        ]
         with open(log, "w") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=environ)
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=environ
+            )
         self.procs.append(proc)
         self.logs.append(log)
         return proc
@@ -166,8 +203,14 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 
 def article(i: int, text: str = "", tag: str = "") -> Article:
     body = text or f"Council {tag}{i} approved the harbour budget on Monday in Porto."
-    return Article(id=f"{tag}art{i:04d}".ljust(24, "0"), source="wire", url=f"https://news.test/{tag}{i}",
-                   title=f"Story {tag}{i}", text=body, content_hash=f"h{tag}{i}")
+    return Article(
+        id=f"{tag}art{i:04d}".ljust(24, "0"),
+        source="wire",
+        url=f"https://news.test/{tag}{i}",
+        title=f"Story {tag}{i}",
+        text=body,
+        content_hash=f"h{tag}{i}",
+    )
 
 
 def job(i: int, server_url: str, **kw: Any) -> AnalysisJob:

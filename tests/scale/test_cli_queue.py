@@ -24,7 +24,11 @@ pytestmark = pytest.mark.timeout(600)
 def _feed(feed_server: FeedServer, n: int, tag: str) -> str:
     name = unique(tag)
     items = [
-        item(f"{tag} title {i}", f"{words(f'{tag}{i}')} {answer(f'{tag} summary {i}')}", f"https://q.test/{tag}/{i}")
+        item(
+            f"{tag} title {i}",
+            f"{words(f'{tag}{i}')} {answer(f'{tag} summary {i}')}",
+            f"https://q.test/{tag}/{i}",
+        )
         for i in range(n)
     ]
     feed_server.set_feed(name, rss(items))
@@ -37,8 +41,11 @@ def _stored(store: Path) -> list[tuple[str, str]]:
 
 
 def test_analyze_queue_cli_jsonl_and_store(
-    openai_server: OpenAIServerHandle, feed_server: FeedServer, redis_proc: RedisProc,
-    workers: Workers, tmp_path: Path,
+    openai_server: OpenAIServerHandle,
+    feed_server: FeedServer,
+    redis_proc: RedisProc,
+    workers: Workers,
+    tmp_path: Path,
 ) -> None:
     workers.start(redis_proc.url)
     workers.start(redis_proc.url)
@@ -46,8 +53,21 @@ def test_analyze_queue_cli_jsonl_and_store(
     openai_server.control(latency=0.3)
     feed = _feed(feed_server, 6, "cliq")
     store = tmp_path / "q.db"
-    r = run_cli("analyze", feed, "--queue", redis_proc.url, "--format", "jsonl", "--model", MODEL,
-                "--api-base", openai_server.url, "--store", str(store), timeout=300)
+    r = run_cli(
+        "analyze",
+        feed,
+        "--queue",
+        redis_proc.url,
+        "--format",
+        "jsonl",
+        "--model",
+        MODEL,
+        "--api-base",
+        openai_server.url,
+        "--store",
+        str(store),
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     events = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
@@ -67,22 +87,37 @@ def test_analyze_queue_without_worker_says_so(
     redis_proc: RedisProc, feed_server: FeedServer, openai_server: OpenAIServerHandle
 ) -> None:
     feed = _feed(feed_server, 1, "nowq")
-    r = run_cli("analyze", feed, "--queue", redis_proc.url, "--format", "jsonl", "--model", MODEL,
-                "--api-base", openai_server.url, timeout=120)
+    r = run_cli(
+        "analyze",
+        feed,
+        "--queue",
+        redis_proc.url,
+        "--format",
+        "jsonl",
+        "--model",
+        MODEL,
+        "--api-base",
+        openai_server.url,
+        timeout=120,
+    )
     assert r.returncode != 0
     assert "no newsdesk worker" in r.stderr and "Traceback" not in r.stderr
 
 
 async def test_news_desk_with_queue_executor(
-    openai_server: OpenAIServerHandle, feed_server: FeedServer, redis_proc: RedisProc,
-    workers: Workers, tmp_path: Path,
+    openai_server: OpenAIServerHandle,
+    feed_server: FeedServer,
+    redis_proc: RedisProc,
+    workers: Workers,
+    tmp_path: Path,
 ) -> None:
     workers.start(redis_proc.url)
     workers.wait_ready(redis_proc, 1)
     feed = _feed(feed_server, 3, "libq")
     executor = QueueExecutor(redis_proc.url)
-    async with NewsDesk(store=tmp_path / "lib.db", executor=executor, model=MODEL,
-                        api_base=openai_server.url) as desk:
+    async with NewsDesk(
+        store=tmp_path / "lib.db", executor=executor, model=MODEL, api_base=openai_server.url
+    ) as desk:
         events = [ev async for ev in desk.run([feed])]
     await executor.aclose()
     ready = [e for e in events if isinstance(e, AnalysisReady)]

@@ -46,18 +46,24 @@ async def test_jobs_complete_and_results_come_back(
     assert all(r.analysis.summary and r.model for r in results)
     assert len(set(order)) == 8
     log = workers.all_logs()
-    assert sum(log.count(j.article.id[:12]) for j in jobs) == 8  # every job ran once, on some worker
+    assert (
+        sum(log.count(j.article.id[:12]) for j in jobs) == 8
+    )  # every job ran once, on some worker
     assert all(workers.log(p).count("done ") >= 1 for p in workers.procs)  # both took work
     # a failure on the worker comes back as the same kind of error, for that job only
     ex = QueueExecutor(redis_proc.url)
-    bad, good = await run_all(ex, [job(90, openai_server.url, text="Bad [[status:400]] request"),
-                                   job(91, openai_server.url)])
+    bad, good = await run_all(
+        ex,
+        [job(90, openai_server.url, text="Bad [[status:400]] request"), job(91, openai_server.url)],
+    )
     await ex.aclose()
     assert type(bad).__name__ in ("ProviderError", "BadResponse", "UserError", "ConfigError")
     assert good.article_id == job(91, openai_server.url).article.id
 
 
-async def test_no_worker_is_an_error_within_seconds(redis_proc: RedisProc, openai_server: OpenAIServerHandle) -> None:
+async def test_no_worker_is_an_error_within_seconds(
+    redis_proc: RedisProc, openai_server: OpenAIServerHandle
+) -> None:
     ex = QueueExecutor(redis_proc.url, no_worker_timeout=2)
     started = time.monotonic()
     with pytest.raises(NoWorkerError, match="no newsdesk worker is serving the queue") as info:
@@ -74,8 +80,11 @@ async def test_other_versions_are_refused(
 
     # Only a worker of another version is alive: the run says so instead of waiting.
     client = redis_proc.client()
-    client.hset(workers_key(), "old", json.dumps({"id": "old", "newsdesk": "0.0.1", "prompt": "zz",
-                                                  "expires": time.time() + 60}))
+    client.hset(
+        workers_key(),
+        "old",
+        json.dumps({"id": "old", "newsdesk": "0.0.1", "prompt": "zz", "expires": time.time() + 60}),
+    )
     ex = QueueExecutor(redis_proc.url, no_worker_timeout=1)
     with pytest.raises(NoWorkerError, match=r"0\.0\.1 / prompt zz"):
         await ex.analyze(job(1, openai_server.url))
@@ -123,7 +132,9 @@ async def test_sigterm_hands_back_running_jobs(
 ) -> None:
     # Redelivery of a silent worker's jobs would take 300 s here: finishing well before that
     # proves the stopping worker handed its running jobs back.
-    leaving = workers.start(redis_proc.url, "--grace", "0", "--redeliver-after", "300", concurrency=2)
+    leaving = workers.start(
+        redis_proc.url, "--grace", "0", "--redeliver-after", "300", concurrency=2
+    )
     workers.wait_ready(redis_proc, 1)
     openai_server.control(latency=3)
     ex = QueueExecutor(redis_proc.url, redeliver_after=300, no_worker_timeout=150)
@@ -150,7 +161,9 @@ async def test_redis_restart_mid_run(
     workers.start(redis_proc.url, "--redeliver-after", "3", concurrency=4)
     workers.wait_ready(redis_proc, 1)
     openai_server.control(latency=1.5)
-    ex = QueueExecutor(redis_proc.url, redeliver_after=3, no_worker_timeout=15, reconnect_timeout=30)
+    ex = QueueExecutor(
+        redis_proc.url, redeliver_after=3, no_worker_timeout=15, reconnect_timeout=30
+    )
     jobs = [job(i, openai_server.url, tag="restart") for i in range(4)]
     running = asyncio.gather(*(ex.analyze(j) for j in jobs))
     deadline = time.monotonic() + 30
@@ -217,7 +230,9 @@ async def test_cross_process_single_flight_and_global_rpm(
 ) -> None:
     # Three workers share one budget of 4 requests per 2 s window.
     for _ in range(3):
-        workers.start(redis_proc.url, "--rpm", "4", "--rate-window", "2", "--cache", "off", concurrency=2)
+        workers.start(
+            redis_proc.url, "--rpm", "4", "--rate-window", "2", "--cache", "off", concurrency=2
+        )
     workers.wait_ready(redis_proc, 3)
     ex = QueueExecutor(redis_proc.url, no_worker_timeout=10)
     # The same article twice at once, on two workers: one provider call.

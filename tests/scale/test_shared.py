@@ -15,7 +15,9 @@ from tests.helpers import free_port
 from tests.scale.conftest import MODEL
 from tests.servers.plugin import OpenAIServerHandle
 
-pytestmark = pytest.mark.timeout(300)  # the first test also imports LiteLLM (a minute on a loaded machine)
+pytestmark = pytest.mark.timeout(
+    300
+)  # the first test also imports LiteLLM (a minute on a loaded machine)
 
 
 def test_redact_url() -> None:
@@ -37,29 +39,40 @@ def test_bad_url_error_hides_the_password() -> None:
 
 
 def _request(server: OpenAIServerHandle, text: str) -> Request:
-    return Request(model=MODEL, api_base=server.url, messages=[{"role": "user", "content": text}], timeout=10)
+    return Request(
+        model=MODEL, api_base=server.url, messages=[{"role": "user", "content": text}], timeout=10
+    )
 
 
-async def test_single_flight_between_gateways(openai_server: OpenAIServerHandle, redis_proc) -> None:  # type: ignore[no-untyped-def]
+async def test_single_flight_between_gateways(
+    openai_server: OpenAIServerHandle, redis_proc
+) -> None:  # type: ignore[no-untyped-def]
     # Two gateways with no cache and separate in-process single-flight: only Redis joins them.
     one, two = (shared_gateway(redis_proc.url, cache="off") for _ in range(2))
     openai_server.control(latency=0.8)
-    a, b = await asyncio.gather(one.complete(_request(openai_server, "same question")),
-                                two.complete(_request(openai_server, "same question")))
+    a, b = await asyncio.gather(
+        one.complete(_request(openai_server, "same question")),
+        two.complete(_request(openai_server, "same question")),
+    )
     assert a.text == b.text == "Echo: same question"
     assert openai_server.stats()["calls"] == 1
     assert sorted([a.cached, b.cached]) == [False, True]
     assert one.stats.coalesced + two.stats.coalesced == 1
+
     # streams too, and a different question is not coalesced
     async def streamed(gw, text):  # type: ignore[no-untyped-def]
         return [c async for c in gw.stream(_request(openai_server, text))][-1].response
 
-    x, y, z = await asyncio.gather(streamed(one, "streamed"), streamed(two, "streamed"), streamed(two, "other"))
+    x, y, z = await asyncio.gather(
+        streamed(one, "streamed"), streamed(two, "streamed"), streamed(two, "other")
+    )
     assert x.text == y.text == "Echo: streamed" and z.text == "Echo: other"
     assert openai_server.stats()["calls"] == 3
 
 
-async def test_refresh_is_not_answered_by_an_old_flight(openai_server: OpenAIServerHandle, redis_proc) -> None:  # type: ignore[no-untyped-def]
+async def test_refresh_is_not_answered_by_an_old_flight(
+    openai_server: OpenAIServerHandle, redis_proc
+) -> None:  # type: ignore[no-untyped-def]
     gw = shared_gateway(redis_proc.url, cache="off")
     await gw.complete(_request(openai_server, "ask twice"))
     again = _request(openai_server, "ask twice").model_copy(update={"cache": "refresh"})

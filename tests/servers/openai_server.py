@@ -798,7 +798,9 @@ class ChatCompletionServer:
         entry["_auth_sha256"] = hashlib.sha256(auth.encode()).hexdigest() if auth else None
         token = auth.split(" ", 1)[1].strip() if auth and " " in auth else auth
         entry["_api_key_sha256"] = hashlib.sha256(token.encode()).hexdigest() if token else None
-        entry["_received"] = time.time()  # wall clock: rate tests compare arrivals from many processes
+        entry["_received"] = (
+            time.time()
+        )  # wall clock: rate tests compare arrivals from many processes
         self.state.last_requests.append(entry)
         self.state.by_model[str(body.get("model"))] += 1
 

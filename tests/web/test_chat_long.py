@@ -19,7 +19,9 @@ def test_a_long_message_keeps_its_question_and_says_it_was_shortened() -> None:
     async def main() -> list[list[dict[str, Any]]]:
         gw = Gateway(backend=backend, cache="off")
         try:
-            return [t async for t in chat_reply(gw, text, [], model="local/smollm2", max_tokens=4096)]
+            return [
+                t async for t in chat_reply(gw, text, [], model="local/smollm2", max_tokens=4096)
+            ]
         finally:
             await gw.aclose()
 

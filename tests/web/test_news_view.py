@@ -23,11 +23,20 @@ def _found(view: NewsRunView, source: str, *ids: str) -> None:
         view.apply(ArticleFound(source=source, id=i, url=f"https://x.test/{i}", title=f"T{i}"), 0)
 
 
-def _ready(view: NewsRunView, source: str, i: str, *, at: float, cached: bool = False,
-           latency: float = 0.0) -> None:
+def _ready(
+    view: NewsRunView, source: str, i: str, *, at: float, cached: bool = False, latency: float = 0.0
+) -> None:
     view.apply(
-        AnalysisReady(source=source, id=i, url="u", title=f"T{i}", analysis=ANALYSIS,
-                      cached=cached, latency=latency, sources=[source]),
+        AnalysisReady(
+            source=source,
+            id=i,
+            url="u",
+            title=f"T{i}",
+            analysis=ANALYSIS,
+            cached=cached,
+            latency=latency,
+            sources=[source],
+        ),
         at,
     )
 
@@ -104,8 +113,11 @@ def test_errors_before_a_run_are_shown_once() -> None:
 def test_url_sources_are_named_by_the_feed_title_with_the_url_shown() -> None:
     view = NewsRunView(
         ["127.0.0.1", "127.0.0.1 (2)", "Harbor"],
-        urls={"127.0.0.1": "http://127.0.0.1:9/a", "127.0.0.1 (2)": "http://127.0.0.1:9/b",
-              "Harbor": "demo/harbor.xml"},
+        urls={
+            "127.0.0.1": "http://127.0.0.1:9/a",
+            "127.0.0.1 (2)": "http://127.0.0.1:9/b",
+            "Harbor": "demo/harbor.xml",
+        },
     )
     view.apply(SourceOk(source="127.0.0.1", url="http://127.0.0.1:9/a", title="Comet Weekly"))
     view.apply(SourceOk(source="127.0.0.1 (2)", url="http://127.0.0.1:9/b", title="Comet Weekly"))

@@ -101,7 +101,9 @@ class DiskStore:
             Path(directory).mkdir(parents=True, exist_ok=True)
             self._cache = diskcache.Cache(str(directory), size_limit=size_limit)
         except OSError as exc:
-            raise ConfigError(f"cannot open the cache directory {directory}: {exc.strerror or exc}") from exc
+            raise ConfigError(
+                f"cannot open the cache directory {directory}: {exc.strerror or exc}"
+            ) from exc
         self.directory = Path(directory)
         self.stats = CacheStats()
 
@@ -150,7 +152,9 @@ class RedisStore:
         self.timeout = timeout
         self.cooldown = cooldown
         # Keyed by the loop itself, not id(loop): a new loop can reuse a dead one's id.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self.stats = CacheStats()
         self._open_until = 0.0  # monotonic time until which Redis is skipped
         self._warned = False
@@ -332,5 +336,7 @@ def open_cache(spec: str | None) -> CacheStore | None:
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return LayeredStore(MemoryStore(), RedisStore(spec))
     if "://" in spec:
-        raise ConfigError(f"unknown cache {spec!r}: use a directory, redis://host:port/db, 'memory' or 'off'")
+        raise ConfigError(
+            f"unknown cache {spec!r}: use a directory, redis://host:port/db, 'memory' or 'off'"
+        )
     return LayeredStore(MemoryStore(), DiskStore(Path(spec).expanduser()))

@@ -57,8 +57,12 @@ def topics_overview(desk: NewsDesk, question: str = "", now: datetime | None = N
     counts: dict[str, list[Any]] = {}
     for r in on_day:
         counts.setdefault(r.analysis.topic, []).append(r)
-    lines = [f"{head}: " + ", ".join(f"{t} ({len(v)})" for t, v in
-                                     sorted(counts.items(), key=lambda kv: -len(kv[1])))]
+    lines = [
+        f"{head}: "
+        + ", ".join(
+            f"{t} ({len(v)})" for t, v in sorted(counts.items(), key=lambda kv: -len(kv[1]))
+        )
+    ]
     lines += [f"- {t}: e.g. {v[0].title}" for t, v in counts.items()]
     return _cap("\n".join(lines))
 

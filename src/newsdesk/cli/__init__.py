@@ -37,8 +37,10 @@ def main() -> None:
     except Exception as exc:  # no traceback reaches a user unless they ask for it
         if os.environ.get("NEWSDESK_DEBUG"):
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (set NEWSDESK_DEBUG=1 to see the traceback)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (set NEWSDESK_DEBUG=1 to see the traceback)",
+            file=sys.stderr,
+        )
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -13,10 +13,15 @@ from newsdesk._exceptions import NewsdeskError
 err = Console(stderr=True)
 
 
-def _gateway(cache: str | None, concurrency: int = 4, rpm: float | None = None, tpm: float | None = None):
+def _gateway(
+    cache: str | None, concurrency: int = 4, rpm: float | None = None, tpm: float | None = None
+):
     from newsdesk import Gateway, Limits
 
-    return Gateway(cache=cache if cache is not None else _DEFAULT_CACHE, limits=Limits(concurrency=concurrency, rpm=rpm, tpm=tpm))
+    return Gateway(
+        cache=cache if cache is not None else _DEFAULT_CACHE,
+        limits=Limits(concurrency=concurrency, rpm=rpm, tpm=tpm),
+    )
 
 
 _DEFAULT_CACHE = "disk"
@@ -31,18 +36,40 @@ def _model(model: str | None, api_base: str | None) -> str:
     return name
 
 
-def run_ask(prompts: list[str], *, model: str | None, api_base: str | None, concurrency: int, cache: str | None,
-            system: str | None, max_tokens: int | None, temperature: float | None, timeout: float,
-            retries: int, rpm: float | None, tpm: float | None, deadline: float | None) -> None:
+def run_ask(
+    prompts: list[str],
+    *,
+    model: str | None,
+    api_base: str | None,
+    concurrency: int,
+    cache: str | None,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    timeout: float,
+    retries: int,
+    rpm: float | None,
+    tpm: float | None,
+    deadline: float | None,
+) -> None:
     from newsdesk import Message, Request
 
     name = _model(model, api_base)
     gateway = _gateway(cache, concurrency, rpm, tpm)
 
     def req(text: str) -> Request:
-        msgs = ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=text)]
-        return Request(model=name, messages=msgs, max_tokens=max_tokens, temperature=temperature,
-                       timeout=timeout, retries=retries, api_base=api_base)
+        msgs = ([Message(role="system", content=system)] if system else []) + [
+            Message(role="user", content=text)
+        ]
+        return Request(
+            model=name,
+            messages=msgs,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            timeout=timeout,
+            retries=retries,
+            api_base=api_base,
+        )
 
     requests = [req(p) for p in prompts]
     if len(requests) == 1:
@@ -64,7 +91,9 @@ async def _stream_one(gateway, request) -> None:
             out.flush()
             r = chunk.response
             note = " (from cache)" if r.cached else ""
-            err.print(f"[dim]{r.model} · {r.usage.completion_tokens} tokens · {r.latency:.2f} s{note}[/dim]")
+            err.print(
+                f"[dim]{r.model} · {r.usage.completion_tokens} tokens · {r.latency:.2f} s{note}[/dim]"
+            )
 
 
 async def _many(gateway, requests, prompts, deadline) -> int:
@@ -75,10 +104,14 @@ async def _many(gateway, requests, prompts, deadline) -> int:
         if o.ok:
             r = o.response
             tag = " [dim](cache)[/dim]" if r.cached else ""
-            console.print(f"[bold cyan]#{o.index + 1}[/bold cyan] [bold]{title}[/bold] [dim]{o.latency:.2f} s[/dim]{tag}")
+            console.print(
+                f"[bold cyan]#{o.index + 1}[/bold cyan] [bold]{title}[/bold] [dim]{o.latency:.2f} s[/dim]{tag}"
+            )
             console.print(r.text.strip(), markup=False, highlight=False)
         else:
-            console.print(f"[bold red]#{o.index + 1} {title} failed:[/bold red] {o.error}", highlight=False)
+            console.print(
+                f"[bold red]#{o.index + 1} {title} failed:[/bold red] {o.error}", highlight=False
+            )
         console.print()
     s = batch.stats
     table = Table(title="Timing", show_header=False)
@@ -96,14 +129,22 @@ async def _many(gateway, requests, prompts, deadline) -> int:
     return s.failed
 
 
-def run_chat(*, model: str | None, api_base: str | None, cache: str | None, system: str | None,
-             max_tokens: int | None) -> None:
+def run_chat(
+    *,
+    model: str | None,
+    api_base: str | None,
+    cache: str | None,
+    system: str | None,
+    max_tokens: int | None,
+) -> None:
     from newsdesk import Message, Request
 
     name = _model(model, api_base)
     gateway = _gateway(cache)
     history: list[Message] = [Message(role="system", content=system)] if system else []
-    err.print(f"[dim]chatting with {name} — /reset clears history, /exit or Ctrl-D leaves, Ctrl-C stops a reply[/dim]")
+    err.print(
+        f"[dim]chatting with {name} — /reset clears history, /exit or Ctrl-D leaves, Ctrl-C stops a reply[/dim]"
+    )
     loop = asyncio.new_event_loop()
     try:
         while True:
@@ -125,7 +166,9 @@ def run_chat(*, model: str | None, api_base: str | None, cache: str | None, syst
                 err.print("[dim]history cleared[/dim]")
                 continue
             history.append(Message(role="user", content=text))
-            request = Request(model=name, messages=history, max_tokens=max_tokens, api_base=api_base)
+            request = Request(
+                model=name, messages=history, max_tokens=max_tokens, api_base=api_base
+            )
             sys.stdout.write("bot> ")
             sys.stdout.flush()
             reply = ""

@@ -66,17 +66,27 @@ def analyze(
     ] = False,
     deadline: Annotated[
         float | None,
-        typer.Option("--deadline", min=0.1, help="Seconds for the whole run; then what is left is reported."),
+        typer.Option(
+            "--deadline", min=0.1, help="Seconds for the whole run; then what is left is reported."
+        ),
     ] = None,
     request_timeout: Annotated[
         float | None,
-        typer.Option("--request-timeout", min=0.1, help="Seconds for one model request attempt (default: 60 for remote models)."),
+        typer.Option(
+            "--request-timeout",
+            min=0.1,
+            help="Seconds for one model request attempt (default: 60 for remote models).",
+        ),
     ] = None,
     retries: Annotated[
         int, typer.Option("--retries", min=0, max=10, help="Retries of a failed model request.")
     ] = 2,
-    rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="Max model requests per minute.")] = None,
-    tpm: Annotated[float | None, typer.Option("--tpm", min=1, help="Max model tokens per minute.")] = None,
+    rpm: Annotated[
+        float | None, typer.Option("--rpm", min=0.001, help="Max model requests per minute.")
+    ] = None,
+    tpm: Annotated[
+        float | None, typer.Option("--tpm", min=1, help="Max model tokens per minute.")
+    ] = None,
     queue: QueueOpt = None,
 ) -> None:
     """Fetch news sources concurrently, analyze every article with an LLM, show each result as it is ready."""

@@ -116,7 +116,9 @@ def exit_code(done: RunDone | None) -> int:
     return 0
 
 
-def _run_interruptible(consumer: Coroutine[Any, Any, RunDone | None], tally: _Tally) -> RunDone | None:
+def _run_interruptible(
+    consumer: Coroutine[Any, Any, RunDone | None], tally: _Tally
+) -> RunDone | None:
     """Run the consumer of the event stream. On Ctrl-C asyncio.run cancels it: the run stops
     (and records itself cancelled), the consumer reports what was done from its tally, and
     the command exits 130 here, not in typer (which would skip all of that)."""

@@ -35,9 +35,7 @@ def queue_executor(url: str | None) -> QueueExecutor | None:
     except ImportError:
         from newsdesk._exceptions import ConfigError
 
-        raise ConfigError(
-            "--queue needs the queue extra: pip install 'newsdesk[queue]'"
-        ) from None
+        raise ConfigError("--queue needs the queue extra: pip install 'newsdesk[queue]'") from None
     return QueueExecutor(url)
 
 

@@ -121,7 +121,9 @@ class _Watch:
                     case SourceFailed():
                         self.totals.source_errors += 1
                         if self.fmt == "live":
-                            self.console.print(f"[red]✗ {escape(ev.source)}:[/red] {escape(ev.reason)}")
+                            self.console.print(
+                                f"[red]✗ {escape(ev.source)}:[/red] {escape(ev.reason)}"
+                            )
                     case ArticleFound():
                         show = ev.id not in self.shown
                     case AnalysisReady():
@@ -168,13 +170,16 @@ def _human(seconds: float) -> str:
 def watch(
     sources: Annotated[
         list[str] | None,
-        typer.Argument(help="Feed URLs, feed files, OPML or sources.toml files. None: the demo feeds."),
+        typer.Argument(
+            help="Feed URLs, feed files, OPML or sources.toml files. None: the demo feeds."
+        ),
     ] = None,
     sources_file: Annotated[
         Path | None, typer.Option("--sources", help="A sources file (TOML) or OPML.")
     ] = None,
     every: Annotated[
-        str, typer.Option("--every", help="Time between polls: 30s, 15m, 1h (plain number: seconds).")
+        str,
+        typer.Option("--every", help="Time between polls: 30s, 15m, 1h (plain number: seconds)."),
     ] = "15m",
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
@@ -187,7 +192,8 @@ def watch(
         typer.Option("--format", help="live (default on a terminal) or jsonl (default otherwise)."),
     ] = None,
     lang: Annotated[
-        str | None, typer.Option("--lang", help="Language code for summaries (default: the article's).")
+        str | None,
+        typer.Option("--lang", help="Language code for summaries (default: the article's)."),
     ] = None,
     topic_by: Annotated[str, typer.Option("--topic-by", help="auto, llm or embedding.")] = "auto",
     store_path: Annotated[
@@ -195,7 +201,8 @@ def watch(
     ] = None,
     queue: QueueOpt = None,
     polls: Annotated[
-        int | None, typer.Option("--polls", min=1, help="Stop after N polls (default: run until stopped).")
+        int | None,
+        typer.Option("--polls", min=1, help="Stop after N polls (default: run until stopped)."),
     ] = None,
 ) -> None:
     """Poll the sources every --every (conditional GET), analyze only new articles, until stopped
@@ -248,7 +255,9 @@ def run_watch(
     gateway = Gateway(
         cache=cache if cache is not None else "disk", limits=Limits(concurrency=concurrency)
     )
-    desk = NewsDesk(store=store_path, gateway=gateway, model=model, api_base=api_base, executor=executor)
+    desk = NewsDesk(
+        store=store_path, gateway=gateway, model=model, api_base=api_base, executor=executor
+    )
     try:
         options = desk.prepare(
             specs, concurrency=concurrency, lang=lang, topic_mode=topic_by, deltas=False

@@ -95,7 +95,9 @@ class NewsDesk:
         given = list(specs or [])
         return resolve_sources(given) if given else demo_sources()
 
-    def prepare(self, sources: Iterable[SourceSpec] | None = None, **options: Any) -> PipelineOptions:
+    def prepare(
+        self, sources: Iterable[SourceSpec] | None = None, **options: Any
+    ) -> PipelineOptions:
         """Resolve the sources and check the model and options, ready for ``run``. Raises a
         ``UserError`` saying what is wrong. Blocking: checking a remote model imports LiteLLM."""
         from newsdesk._backend import check_model

@@ -118,7 +118,14 @@ class RunDone(_Event):
 
 
 Event = Annotated[
-    RunStarted | SourceOk | SourceFailed | ArticleFound | AnalysisDelta | AnalysisReady | AnalysisFailed
-    | DigestReady | RunDone,
+    RunStarted
+    | SourceOk
+    | SourceFailed
+    | ArticleFound
+    | AnalysisDelta
+    | AnalysisReady
+    | AnalysisFailed
+    | DigestReady
+    | RunDone,
     Field(discriminator="event"),
 ]

@@ -139,7 +139,9 @@ class NewsRun:
         await self._start()
         completed = False
         try:
-            yield RunStarted(run_id=self.run_id, sources=self._source_names(), model=self.options.model)
+            yield RunStarted(
+                run_id=self.run_id, sources=self._source_names(), model=self.options.model
+            )
             await self._prepare()
             async for event in self._stream():
                 yield event
@@ -248,7 +250,9 @@ class NewsRun:
     async def _start(self) -> None:
         run_id = None
         if self.store is not None:
-            run_id = await self.store.start_run(model=self.options.model, sources=self._source_names())
+            run_id = await self.store.start_run(
+                model=self.options.model, sources=self._source_names()
+            )
         self.run_id = run_id or time.strftime("%Y%m%dT%H%M%S")
         self.done = RunDone(run_id=self.run_id)
 
@@ -566,7 +570,9 @@ def run_pipeline(
     executor: AnalysisExecutor | None = None,
 ) -> AsyncIterator[Event]:
     """Yield pipeline events until every source is fetched and every article analyzed."""
-    return NewsRun(options, gateway=gateway, store=store, fetcher=fetcher, executor=executor).events()
+    return NewsRun(
+        options, gateway=gateway, store=store, fetcher=fetcher, executor=executor
+    ).events()
 
 
 async def _digests(

@@ -1,8 +1,8 @@
 """Errors of the scale-out layer (part of the ``NewsdeskError`` tree)::
 
-    NewsdeskError
-    └── QueueError            the queue could not run the job (Redis lost, job given up)
-        └── NoWorkerError     no compatible worker is serving the queue
+NewsdeskError
+└── QueueError            the queue could not run the job (Redis lost, job given up)
+    └── NoWorkerError     no compatible worker is serving the queue
 """
 
 from __future__ import annotations

@@ -158,7 +158,9 @@ class QueueExecutor:
 
         where = redact_url(self.url)
         if live:
-            seen = ", ".join(sorted({f"newsdesk {w.get('newsdesk')} / prompt {w.get('prompt')}" for w in live}))
+            seen = ", ".join(
+                sorted({f"newsdesk {w.get('newsdesk')} / prompt {w.get('prompt')}" for w in live})
+            )
             return (
                 f"{len(live)} worker(s) serve the queue at {where}, but on {seen}; this run needs "
                 f"newsdesk {__version__} / prompt {PROMPT_VERSION}"
@@ -175,7 +177,9 @@ class QueueExecutor:
             try:
                 queue = await self._open()
                 task = queue.registry[TASK].enqueue(payload)
-                task.id = task_id  # our id: sending it again after a Redis restart is a no-op otherwise
+                task.id = (
+                    task_id  # our id: sending it again after a Redis restart is a no-op otherwise
+                )
                 await task
                 self._ok()
                 return
@@ -227,7 +231,9 @@ class QueueExecutor:
             await self._clients.get().ping()
         except Exception as exc:
             reason = redact_text(f"{type(exc).__name__}: {exc}", self.url)
-            raise QueueError(f"cannot reach the queue's Redis at {redact_url(self.url)}: {reason}") from None
+            raise QueueError(
+                f"cannot reach the queue's Redis at {redact_url(self.url)}: {reason}"
+            ) from None
         await self._check_workers(wait=True)
 
     async def analyze(

@@ -41,7 +41,9 @@ from newsdesk.scale._shared import PREFIX
 QUEUE = "newsdesk-analysis"
 TASK = "newsdesk.analyze"
 HEARTBEAT_EVERY = 1.0  # seconds between a worker's "still here"
-HEARTBEAT_TTL = 10.0  # a worker silent this long is gone (generous: a starved loop is not a dead worker)
+HEARTBEAT_TTL = (
+    10.0  # a worker silent this long is gone (generous: a starved loop is not a dead worker)
+)
 MAX_TRIES = 5  # deliveries of one job before it is given up (a job that kills every worker)
 
 
@@ -112,8 +114,17 @@ def error_payload(exc: BaseException, worker: str) -> str:
 _ERRORS: dict[str, type[NewsdeskError]] = {
     cls.__name__: cls
     for cls in (
-        UserError, ConfigError, UnknownModelError, MissingAPIKeyError, ProviderError,
-        ProviderTimeout, RateLimited, ProviderUnavailable, BadResponse, TruncatedAnswer, StoreError,
+        UserError,
+        ConfigError,
+        UnknownModelError,
+        MissingAPIKeyError,
+        ProviderError,
+        ProviderTimeout,
+        RateLimited,
+        ProviderUnavailable,
+        BadResponse,
+        TruncatedAnswer,
+        StoreError,
     )
 }
 
@@ -122,7 +133,9 @@ def decode_result(raw: Any) -> AnalysisResult:
     """The worker's answer as an ``AnalysisResult``, or its failure raised as a NewsdeskError."""
     if isinstance(raw, dict) and "__exception__" in raw:
         # streaq's own failure record (the job given up after MAX_TRIES deliveries, aborted ...)
-        raise QueueError(f"the queue gave up on the job: {raw.get('message') or raw['__exception__']}")
+        raise QueueError(
+            f"the queue gave up on the job: {raw.get('message') or raw['__exception__']}"
+        )
     if isinstance(raw, str):
         raw = loads(raw)
     if not isinstance(raw, dict):
@@ -187,13 +200,15 @@ def worker_identity() -> str:
 
 
 def heartbeat_entry(worker_id: str, concurrency: int) -> str:
-    return json.dumps({
-        "id": worker_id,
-        "newsdesk": __version__,
-        "prompt": PROMPT_VERSION,
-        "concurrency": concurrency,
-        "expires": time.time() + HEARTBEAT_TTL,
-    })
+    return json.dumps(
+        {
+            "id": worker_id,
+            "newsdesk": __version__,
+            "prompt": PROMPT_VERSION,
+            "concurrency": concurrency,
+            "expires": time.time() + HEARTBEAT_TTL,
+        }
+    )
 
 
 def live_workers(entries: dict[Any, Any]) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -48,9 +48,9 @@ def check_redis_url(url: str, what: str = "queue") -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise ConfigError(f"bad {what} URL {redact_url(url)}: {redact_text(str(exc), url)}") from None
-    if parts.scheme not in SCHEMES or (parts.scheme != "unix" and not parts.hostname):
         raise ConfigError(
-            f"bad {what} URL {redact_url(url)}: use redis://[:password@]HOST:PORT/DB"
-        )
+            f"bad {what} URL {redact_url(url)}: {redact_text(str(exc), url)}"
+        ) from None
+    if parts.scheme not in SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigError(f"bad {what} URL {redact_url(url)}: use redis://[:password@]HOST:PORT/DB")
     return url

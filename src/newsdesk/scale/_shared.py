@@ -132,7 +132,9 @@ class RedisSingleFlightBackend(WrapperBackend):
                 while True:
                     if await lock.acquire():
                         # A leader may have finished between our first look and the lock.
-                        if (hit := self._fresh(request, await client.get(done_key), since)) is not None:
+                        if (
+                            hit := self._fresh(request, await client.get(done_key), since)
+                        ) is not None:
                             await lock.release()
                             return hit, None
                         return None, lock
@@ -269,7 +271,9 @@ class GlobalLimitBackend(WrapperBackend):
             items.append((RateLimitItemPerSecond(int(self.rpm), self.window), 1))
         if self.tpm is not None:
             tpm = int(self.tpm)
-            items.append((RateLimitItemPerSecond(tpm, self.window), min(estimate_tokens(request), tpm)))
+            items.append(
+                (RateLimitItemPerSecond(tpm, self.window), min(estimate_tokens(request), tpm))
+            )
         return items
 
     async def _acquire(self, request: Request) -> None:
@@ -326,8 +330,13 @@ def shared_gateway(
     inner: Backend = backend or LiteLLMBackend()
     if limits.rpm is not None or limits.tpm is not None:
         inner = GlobalLimitBackend(
-            inner, redis_url, stats_probe, rpm=limits.rpm, tpm=limits.tpm,
-            window=rate_window, name=limit_name,
+            inner,
+            redis_url,
+            stats_probe,
+            rpm=limits.rpm,
+            tpm=limits.tpm,
+            window=rate_window,
+            name=limit_name,
         )
     store = open_cache(redis_url) if cache is None else cache
     gateway = Gateway(

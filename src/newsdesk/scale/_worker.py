@@ -77,10 +77,14 @@ def _handler(executor: LocalExecutor, worker_id: str, log: Log, verbose: bool) -
         except (ValueError, KeyError, TypeError) as exc:
             return error_payload(QueueError(f"unreadable job: {type(exc).__name__}"), worker_id)
         except Exception as exc:  # a bug costs this job, never the worker
-            return error_payload(NewsdeskError(f"unexpected {type(exc).__name__}: {exc}"), worker_id)
+            return error_payload(
+                NewsdeskError(f"unexpected {type(exc).__name__}: {exc}"), worker_id
+            )
         if verbose:
-            log(f"done {job.article.id[:12]} {job.article.title[:60]!r} in {time.perf_counter() - started:.2f} s"
-                + (" (cached)" if result.cached else ""))
+            log(
+                f"done {job.article.id[:12]} {job.article.title[:60]!r} in {time.perf_counter() - started:.2f} s"
+                + (" (cached)" if result.cached else "")
+            )
         return result_payload(result, worker_id)
 
     return analyze
@@ -112,7 +116,9 @@ async def run_worker(
     # Both block for seconds: done before the queue starts, so no job's lease lapses meanwhile.
     await aimport_litellm()
     embedding = await asyncio.to_thread(load_embedding, embeddings)
-    shared_url = cache if cache and cache.startswith(("redis://", "rediss://", "unix://")) else queue_url
+    shared_url = (
+        cache if cache and cache.startswith(("redis://", "rediss://", "unix://")) else queue_url
+    )
     gw = gateway or shared_gateway(
         shared_url,
         cache=cache,
@@ -127,7 +133,9 @@ async def run_worker(
     log(
         f"worker {worker_id} serving {where} (concurrency {concurrency}"
         + (", embeddings" if embedding is not None else ", no embeddings")
-        + (f", rpm {rpm:g}" if rpm else "") + (f", tpm {tpm:g}" if tpm else "") + ")"
+        + (f", rpm {rpm:g}" if rpm else "")
+        + (f", tpm {tpm:g}" if tpm else "")
+        + ")"
     )
     try:
         while True:

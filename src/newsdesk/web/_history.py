@@ -82,7 +82,13 @@ def sources_frame(desk: NewsDesk) -> pd.DataFrame:
     import pandas as pd
 
     rows = [
-        [h.name, _public_url(h.url), _when(h.last_success), h.last_error or "", h.consecutive_failures]
+        [
+            h.name,
+            _public_url(h.url),
+            _when(h.last_success),
+            h.last_error or "",
+            h.consecutive_failures,
+        ]
         for h in desk.source_health()
     ]
     return pd.DataFrame(rows, columns=SOURCE_COLUMNS)

@@ -322,6 +322,7 @@ class NewsRunView:
                 "model analyzes one article at a time._\n"
             )
         lines.append("| source | status |\n|---|---|")
+
         def cell(name: str) -> str:
             url = self.urls.get(name, "")
             shown = md_text(self.label(name))
@@ -454,7 +455,6 @@ class NewsRunView:
                     f"**{md_text(dg.topic)}** ({dg.articles} articles): {md_text(dg.summary)}"
                 )
         return "\n\n".join(lines)
-
 
     def _timing_line(self, wall: float) -> str:
         t = self.timing()
@@ -745,16 +745,16 @@ def build_news_tab(ctx: WebContext) -> None:
             stop = stops[session] = asyncio.Event()
             try:
                 async for update in _run(
-                ctx,
-                demo_sel,
-                urls_text,
-                uploaded,
-                model,
-                api_base,
-                max_articles,
-                conc,
-                want_digest,
-                want_reanalyze,
+                    ctx,
+                    demo_sel,
+                    urls_text,
+                    uploaded,
+                    model,
+                    api_base,
+                    max_articles,
+                    conc,
+                    want_digest,
+                    want_reanalyze,
                     want_embeddings,
                     stop=stop,
                 ):
@@ -793,6 +793,7 @@ def build_news_tab(ctx: WebContext) -> None:
             show_progress="minimal",
             show_progress_on=[status],
         )
+
         def stop_news(request: Any = None) -> None:
             event = stops.get(getattr(request, "session_hash", None) or "")
             if event is not None:
@@ -908,7 +909,9 @@ async def _until(
         while not stop.is_set():
             nxt = asyncio.ensure_future(anext(batches))
             while True:
-                done, _ = await asyncio.wait({nxt, stopped}, timeout=tick, return_when="FIRST_COMPLETED")
+                done, _ = await asyncio.wait(
+                    {nxt, stopped}, timeout=tick, return_when="FIRST_COMPLETED"
+                )
                 if done:
                     break
                 yield []  # quiet: tick, and keep waiting for the same batch
