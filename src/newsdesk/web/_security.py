@@ -11,7 +11,7 @@ Web users are untrusted (anyone on the machine at the default bind; anyone logge
   so a tab cannot forget it.
 - ``LoginGuard``: failed logins are slowed and then locked out per user name.
 
-Private addresses (SSRF) are refused by the fetcher itself: ``newsdesk.news._fetch``.
+Private addresses (SSRF) are refused by the fetcher itself: ``NewsDesk(private_sources=False)``.
 """
 
 from __future__ import annotations
