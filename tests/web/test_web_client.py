@@ -373,7 +373,7 @@ def test_view_folds_events() -> None:
         )
     )
     assert view.table().values.tolist() == [
-        [1, "T <script>", "A, B", "science", "positive", 0.5, "S1", "S"]
+        [1, "T <script>", "A, B", "science", "positive", 0.5, "story-1", "S"]
     ]
     assert view.topic_frame().values.tolist() == [["science", 1]]
     assert sorted(view.source_frame()["source"]) == ["A", "B"]

@@ -354,14 +354,13 @@ class NewsRunView:
         return "\n\n".join(parts)
 
     def story_labels(self) -> dict[str, str]:
-        """Short per-run names for stories: S1, S2… in order of first appearance, with a count."""
-        order: dict[str, int] = {}
+        """The story column: the story's own id (the one the detail view, ``newsdesk show`` and
+        the store use, so a reader can search for it), with how many rows of this run share it."""
         counts: dict[str, int] = {}
         for row in self.rows:
             if row.story:
-                order.setdefault(row.story, len(order) + 1)
                 counts[row.story] = counts.get(row.story, 0) + 1
-        return {s: f"S{k}" + (f" ×{counts[s]}" if counts[s] > 1 else "") for s, k in order.items()}
+        return {s: s + (f" ×{n}" if n > 1 else "") for s, n in counts.items()}
 
     def table(self) -> pd.DataFrame:
         import pandas as pd
