@@ -24,6 +24,7 @@ import numpy as np
 
 from newsdesk._exceptions import MissingExtraError
 from newsdesk.news._models import TOPICS
+from newsdesk.news._prototypes import embed_fixed
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -304,7 +305,7 @@ class TopicClassifier:
                         for t in [self.topics[name], *self.examples[name]]:
                             texts.append(t)
                             owner.append(i)
-                    emb = self.embedder.embed(texts, kind=self.topic_kind)
+                    emb = embed_fixed(self.embedder, texts, kind=self.topic_kind)
                     sums = np.zeros((len(self.names), emb.shape[1]), dtype=np.float32)
                     np.add.at(sums, np.array(owner), emb)
                     cached = _TOPIC_CACHE[key] = _normalize(sums)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from newsdesk.news._models import Tone
+from newsdesk.news._prototypes import embed_fixed
 
 if TYPE_CHECKING:
     from newsdesk.news._embed import Embedder, Kind
@@ -106,7 +107,9 @@ class ToneClassifier:
                 if cached is None:
                     rows = []
                     for t in TONES:
-                        mean = self.embedder.embed(self.examples[t], kind=self.kind).mean(axis=0)
+                        mean = embed_fixed(self.embedder, self.examples[t], kind=self.kind).mean(
+                            axis=0
+                        )
                         rows.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
                     cached = _CACHE[key] = np.stack(rows).astype(np.float32)
             self._vectors = cached
