@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -261,7 +262,7 @@ async def test_service_batches_queued_texts_on_one_thread_and_matches_direct_emb
 
     counting = _CountingEmbedder(embedder)
     texts = [SPORTS, BUSINESS, RAIL_A, RAIL_B, UNRELATED, RUSSIAN_FOOTBALL]
-    with _embed.EmbeddingService(counting) as service:
+    with _embed.EmbeddingService(counting, workers=1, max_batch=16) as service:
         await service.astart()  # topic/tone prototypes: embedded before the articles
         counting.calls.clear()
         results = await asyncio.gather(
@@ -287,6 +288,47 @@ async def test_service_batches_queued_texts_on_one_thread_and_matches_direct_emb
         assert service.topic_and_vector_sync(_article(0, SPORTS))[0] == "sports"
     with pytest.raises(RuntimeError, match="closed"):
         await service.topic_and_vector(_article(0, SPORTS))
+
+
+@needs_model
+async def test_service_embeds_on_several_workers_at_once_with_the_same_vectors(
+    embedder: E5Embedder,
+) -> None:
+    """One worker per core: two texts are in the engine at the same time (it is reentrant), and
+    every vector is the one a lone call gives; stories still come in arrival order."""
+    import asyncio
+
+    class Overlapping(_CountingEmbedder):
+        def __init__(self, inner: E5Embedder) -> None:
+            super().__init__(inner)
+            self.inside = 0
+            self.most = 0
+            self.lock = threading.Lock()
+
+        def embed(self, texts, *, kind):  # type: ignore[no-untyped-def]
+            with self.lock:
+                self.inside += 1
+                self.most = max(self.most, self.inside)
+            try:
+                time.sleep(0.05)  # long enough for the other worker to enter too
+                return super().embed(texts, kind=kind)
+            finally:
+                with self.lock:
+                    self.inside -= 1
+
+    overlapping = Overlapping(embedder)
+    texts = [SPORTS, BUSINESS, RAIL_A, RAIL_B, UNRELATED, RUSSIAN_FOOTBALL] * 2
+    with _embed.EmbeddingService(overlapping, workers=2) as service:
+        results = await asyncio.gather(
+            *(service.topic_and_vector(_article(i, t)) for i, t in enumerate(texts))
+        )
+        assert overlapping.most == 2 and overlapping.calls == [1] * len(texts)
+        direct = embedder.embed([service.text_for(_article(0, t)) for t in texts], kind="passage")
+        for (_topic, vec, _tone), want in zip(results, direct, strict=True):
+            assert np.allclose(vector_from_bytes(vec), want, atol=1e-4)
+        a = await service.story_for("a" * 24, results[2][1])
+        b = await service.story_for("b" * 24, results[3][1])
+        assert a == b == "story-aaaaaaaaaaaa"
 
 
 @needs_model
