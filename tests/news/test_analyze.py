@@ -316,3 +316,38 @@ async def test_analyze_article_embedding_topic_and_embedding_failures() -> None:
         await analyze_article(a, gw, model="openai/m", topic_fn=broken, llm_topic=False)
     with pytest.raises(ValueError):
         await analyze_article(a, gw, model="openai/m", topic_fn=None, llm_topic=False)
+
+
+async def test_the_provider_slot_is_held_for_the_provider_call_only() -> None:
+    """An article whose embedding is still running gives its provider slot back as soon as the
+    provider has answered, so slow embeddings do not slow the provider calls down to their pace."""
+    import asyncio
+
+    a = art("Match report", "The striker scored twice in the final.")
+    backend = scripted(topic="politics")
+    gw = Gateway(cache="off", backend=backend)
+    slot = asyncio.Semaphore(1)
+    answered = asyncio.Event()
+    release = asyncio.Event()
+    held_while_embedding: list[bool] = []
+
+    async def slow_embedding(_a: Article) -> tuple[str, bytes | None]:
+        await answered.wait()
+        held_while_embedding.append(slot.locked())
+        await release.wait()
+        return "sports", b"\x00" * 8
+
+    task = asyncio.ensure_future(
+        analyze_article(a, gw, model="openai/m", topic_fn=slow_embedding, llm_slot=slot)
+    )
+    # the provider answers (the slot is free again) while the embedding still works
+    for _ in range(200):
+        await asyncio.sleep(0.005)
+        if backend.requests and not slot.locked():
+            break
+    answered.set()
+    await asyncio.sleep(0.01)
+    assert held_while_embedding == [False] and not task.done()
+    release.set()
+    r = await task
+    assert r.vector == b"\x00" * 8 and not slot.locked()

@@ -352,3 +352,35 @@ async def test_service_reports_an_embedding_failure_to_the_caller() -> None:
     with pytest.raises(ValueError, match="engine failed"):
         await service.embed_text("anything")
     await service.aclose()
+
+
+@needs_model
+async def test_service_takes_queued_texts_fairly_across_sources(embedder: E5Embedder) -> None:
+    """A source that answers late gets its first article embedded next, not after another
+    source's whole backlog."""
+    import asyncio
+
+    gate = threading.Event()
+    order: list[str] = []
+
+    class Gated(_CountingEmbedder):
+        def embed(self, texts, *, kind):  # type: ignore[no-untyped-def]
+            gate.wait(10)
+            order.extend(texts)
+            return super().embed(texts, kind=kind)
+
+    def article(source: str, i: int) -> Article:
+        return Article(
+            id=f"{source}{i:023d}", source=source, url=f"https://{source}.test/{i}", title="",
+            text=f"{source} report number {i} about the harbour budget.",
+        )  # fmt: skip
+
+    with _embed.EmbeddingService(Gated(embedder), workers=1) as service:
+        first = [asyncio.ensure_future(service.topic_and_vector(article("a", i))) for i in range(6)]
+        await asyncio.sleep(0.2)  # the worker holds a0 at the gate; a1-a5 wait
+        late = asyncio.ensure_future(service.topic_and_vector(article("b", 0)))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(*first, late)
+    sources = [t.split()[0] for t in order]
+    assert sources[:3] == ["a", "b", "a"], order  # a0 was already being embedded

@@ -8,11 +8,13 @@ the embedding step, so a job queue worker on another machine could run it as it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import math
 import re
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
@@ -181,9 +183,14 @@ async def analyze_article(
     request_timeout: float | None = None,
     retries: int | None = None,
     api_key: SecretStr | None = None,
+    llm_slot: AbstractAsyncContextManager[Any] | None = None,
 ) -> AnalysisResult:
     """Analyze one article. With ``topic_fn`` the embedding classifier runs beside the LLM call
-    (concurrently, in a thread) and its topic is used when ``llm_topic`` is False."""
+    (concurrently, in a thread) and its topic is used when ``llm_topic`` is False.
+
+    ``llm_slot`` (e.g. a run's semaphore) is held around the provider call only, not while the
+    embedding is still working: the embedding is our own CPU, and holding a provider slot
+    while waiting for it would hold the provider back to the embedding's pace."""
     if not llm_topic and topic_fn is None:
         raise ValueError("without an embedding step the LLM must pick the topic (llm_topic=True)")
     started = time.perf_counter()
@@ -201,18 +208,19 @@ async def analyze_article(
     embed_task = _start_embedding(topic_fn, article) if topic_fn else None
     final: Response | None = None
     try:
-        if on_delta is None:
-            # Nobody watches the deltas: one whole completion. A stream costs CPU per chunk (the
-            # provider's chunk parsing in LiteLLM, and a partial JSON parse of the answer so far).
-            final = await gateway.complete(request)
-        else:
-            async for chunk in gateway.stream(request):
-                if chunk.content:
-                    on_delta(chunk.content)
-                elif chunk.restart:
-                    on_delta(" ↻ ")  # the answer so far was invalid; the model is asked again
-                if chunk.done:
-                    final = chunk.response
+        async with llm_slot if llm_slot is not None else contextlib.nullcontext():
+            if on_delta is None:
+                # Nobody watches the deltas: one whole completion. A stream costs CPU per chunk
+                # (LiteLLM's chunk parsing, and a partial JSON parse of the answer so far).
+                final = await gateway.complete(request)
+            else:
+                async for chunk in gateway.stream(request):
+                    if chunk.content:
+                        on_delta(chunk.content)
+                    elif chunk.restart:
+                        on_delta(" ↻ ")  # the answer so far was invalid; asked again
+                    if chunk.done:
+                        final = chunk.response
     except BaseException:
         if embed_task is not None:
             embed_task.cancel()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
+import math
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -592,6 +594,7 @@ class _EmbedJob:
     text: str
     kind: Kind
     future: concurrent.futures.Future[Any]
+    group: str = ""  # the article's source: texts are taken fairly across sources
 
 
 @dataclass
@@ -624,7 +627,10 @@ class EmbeddingService:
 
     Texts queued while every worker is busy may be embedded together (``max_batch``; 1 by
     default: on this engine a batch costs the same CPU per text as single calls, measured, and
-    one article at a time gives the first result soonest).
+    one article at a time gives the first result soonest). Queued texts are taken fairly across
+    sources: a text's place is how many texts of its source are already waiting, so the first
+    article of a source that answers late does not wait behind another source's backlog, and a
+    search query (no source) goes next.
 
     Loading and story assignment run on one thread of their own (``newsdesk-story``), in arrival
     order, so the ``StoryIndex`` needs no other synchronisation and its matrix products stay off
@@ -657,7 +663,10 @@ class EmbeddingService:
         space = default_story_space() if embedder is None else StorySpace(self.embedder)
         self.stories = stories if stories is not None else StoryIndex(space=space)
         self._story_names: dict[int, str] = {}
-        self._jobs: queue.SimpleQueue[_EmbedJob | None] = queue.SimpleQueue()
+        # (texts of its source waiting before it, arrival, job); None stops a worker
+        self._jobs: queue.PriorityQueue[tuple[float, int, _EmbedJob | None]] = queue.PriorityQueue()
+        self._arrival = itertools.count()
+        self._waiting: dict[str, int] = {}  # source -> its texts queued, not yet taken
         self._calls: queue.SimpleQueue[_CallJob | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
@@ -688,7 +697,8 @@ class EmbeddingService:
         if threads:
             self._calls.put(None)
             for _ in threads[1:]:
-                self._jobs.put(None)  # one per embedding worker, after every queued text
+                # one per embedding worker, after every queued text
+                self._jobs.put((math.inf, next(self._arrival), None))
             for thread in threads:
                 if thread is not threading.current_thread():
                     thread.join()
@@ -713,7 +723,10 @@ class EmbeddingService:
     async def topic_and_vector(self, article: Article) -> tuple[str, bytes, tuple[str, float]]:
         """(topic, vector bytes, (tone, sentiment)) for an article: one embedding of its lead,
         then two dot products."""
-        return self._classify(await self.embed_text(self.text_for(article)))
+        job = _EmbedJob(
+            self.text_for(article), "passage", concurrent.futures.Future(), article.source
+        )
+        return self._classify(await asyncio.wrap_future(self._submit(job)))
 
     async def story_for(self, article_id: str, vector: bytes | None) -> str | None:
         """The story this article belongs to (named after its first article), from its vector."""
@@ -725,7 +738,9 @@ class EmbeddingService:
     # -- sync API (the same work, for callers without an event loop)
 
     def topic_and_vector_sync(self, article: Article) -> tuple[str, bytes, tuple[str, float]]:
-        job = _EmbedJob(self.text_for(article), "passage", concurrent.futures.Future())
+        job = _EmbedJob(
+            self.text_for(article), "passage", concurrent.futures.Future(), article.source
+        )
         return self._classify(self._submit(job).result())
 
     def story_for_sync(self, article_id: str, vector: bytes | None) -> str | None:
@@ -766,27 +781,43 @@ class EmbeddingService:
         if isinstance(job, _CallJob):
             self._calls.put(job)
         else:
-            self._jobs.put(job)
+            with self._start_lock:
+                place = self._waiting.get(job.group, 0) if job.group else 0
+                if job.group:
+                    self._waiting[job.group] = place + 1
+            self._jobs.put((place, next(self._arrival), job))
         return job.future
+
+    def _take(self, item: tuple[float, int, _EmbedJob | None]) -> _EmbedJob | None:
+        job = item[2]
+        if job is not None and job.group:
+            with self._start_lock:
+                left = self._waiting.get(job.group, 1) - 1
+                if left > 0:
+                    self._waiting[job.group] = left
+                else:
+                    self._waiting.pop(job.group, None)
+        return job
 
     def _work(self) -> None:
         if self.threads is not None and isinstance(self.embedder, E5Embedder):
             _engine_threads(self.threads)
         while True:
-            job = self._jobs.get()
+            job = self._take(self._jobs.get())
             if job is None:
                 return
             batch = [job]
             # take what is already queued (up to max_batch texts) into this round
             while len(batch) < self.max_batch:
                 try:
-                    more = self._jobs.get_nowait()
+                    item = self._jobs.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:
-                    self._jobs.put(None)  # a worker's stop: handled by the next get()
+                if item[2] is None:
+                    self._jobs.put(item)  # a worker's stop: handled by the next get()
                     break
-                batch.append(more)
+                batch.append(item[2])
+                self._take(item)
             self._embed_batch(batch)
 
     def _run_calls(self) -> None:

@@ -10,6 +10,7 @@ itself keeps store look-ups, story grouping, saving and events.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Literal, Protocol
@@ -57,7 +58,9 @@ class LocalExecutor:
     """Analyzes in this process. ``embedding``: the topic/tone/vector step (None: the LLM picks
     the topic, no vector). ``fetcher``: for full-text jobs (None: one is made when first needed,
     and closed by ``aclose``). ``api_key``: a key of the caller's own for every request (never
-    part of a job, the cache key or the store)."""
+    part of a job, the cache key or the store). ``llm_slots``: held around each provider call
+    only (a run passes its concurrency semaphore, so articles waiting for the embedding step
+    do not hold the provider back)."""
 
     def __init__(
         self,
@@ -66,8 +69,10 @@ class LocalExecutor:
         embedding: Embedding | None = None,
         fetcher: Fetcher | None = None,
         api_key: SecretStr | None = None,
+        llm_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.gateway = gateway
+        self.llm_slots = llm_slots
         self._api_key = api_key
         self.embedding = embedding
         self._fetcher = fetcher
@@ -97,6 +102,7 @@ class LocalExecutor:
             request_timeout=job.timeout,
             retries=job.retries,
             api_key=self._api_key,
+            llm_slot=self.llm_slots,
         )
 
     async def _full_text(self, article: Article) -> Article:
