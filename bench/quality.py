@@ -278,6 +278,15 @@ class _GatewayProbe:
         self._gateway = gateway
         self._record = record
 
+    async def complete(self, request: Any) -> Any:
+        """The pipeline's path when nobody watches deltas: one whole answer."""
+        response = await self._gateway.complete(request)
+        self._record.restarts += max(0, int(getattr(response, "attempts", 1)) - 1)
+        value = response.value
+        self._record.raw = value.model_dump() if hasattr(value, "model_dump") else None
+        self._record.llm_seconds = response.latency
+        return response
+
     async def stream(self, request: Any) -> AsyncIterator[Any]:
         async for chunk in self._gateway.stream(request):
             if chunk.restart:
