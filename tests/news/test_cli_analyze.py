@@ -405,3 +405,29 @@ def test_demo_on_the_embedded_model() -> None:
     done = events[-1]
     assert done["analyzed"] == 3 and done["sources_failed"] == 1  # the demo's broken feed
     assert wall < 100, wall
+
+
+def test_no_embed_leaves_topic_and_tone_to_the_llm_and_gives_no_stories(
+    openai_server: OpenAIServerHandle, feed_server: FeedServer
+) -> None:
+    story = words("noembed-shared", 50)
+    a = feed(
+        feed_server,
+        [
+            item("Embedless one", story, "https://ne.test/1"),
+            item("Embedless two", words("noembed-other", 50), "https://ne.test/2"),
+        ],
+    )
+    with_embed = jsonl(analyze(openai_server, a, "--format", "jsonl", "--cache", "off").stdout)
+    plain = jsonl(
+        analyze(
+            openai_server, a, "--format", "jsonl", "--cache", "off", "--no-embed", "--reanalyze"
+        ).stdout
+    )
+    embedded, bare = kinds(with_embed, "analysis"), kinds(plain, "analysis")
+    assert len(embedded) == len(bare) == 2
+    assert all(e["story"] for e in embedded)  # the embedding step groups stories
+    assert all(e["story"] is None and e["topic_by"] == "llm" for e in bare)
+    r = run_cli("analyze", a, "--no-embed", "--topic-by", "embedding")
+    assert r.returncode != 0 and "needs the embedding step" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout

@@ -57,6 +57,7 @@ def run_analyze(
     rpm: float | None = None,
     tpm: float | None = None,
     queue: str | None = None,
+    embeddings: bool = True,
 ) -> int:
     from newsdesk import Gateway, Limits
     from newsdesk.cli._queue import queue_executor, queued
@@ -80,6 +81,7 @@ def run_analyze(
             limit=limit,
             lang=lang,
             topic_mode=topic_by,
+            embeddings=embeddings,
             deltas=(fmt == "live") or deltas,
             reanalyze=reanalyze,
             deadline=deadline,
