@@ -301,35 +301,6 @@ async def local_demo(limit: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def preview_wiring() -> bool:
-    """``--preview``: run the pipeline as phase 2 of issue #15 will wire it, before that lands:
-    the embedding step through ``EmbeddingService`` (one worker thread, the article's lead only)
-    and a whole completion instead of a stream when nobody reads the deltas. Patches the old
-    pipeline module; False when it has no such seams (the new pipeline does this itself)."""
-    from newsdesk.news import _embed, _pipeline
-
-    if not hasattr(_pipeline, "_load_embedding") or not hasattr(_pipeline, "analyze_article"):
-        return False
-    service = _embed.EmbeddingService()
-    service.start()
-
-    class Step:
-        topic_and_vector = service.topic_and_vector
-
-        @staticmethod
-        def story_for(article_id: str, vector: bytes | None) -> str | None:
-            return service.story_for_sync(article_id, vector)
-
-    real = _pipeline.analyze_article
-
-    async def analyze(article: Any, gw: Any, *, on_delta: Any = None, **kw: Any) -> Any:
-        return await real(article, gw, on_delta=None, **kw)  # the bench never reads deltas
-
-    setattr(_pipeline, "_load_embedding", lambda enabled: Step() if enabled else None)  # noqa: B010
-    setattr(_pipeline, "analyze_article", analyze)  # noqa: B010
-    return True
-
-
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return min(runs, key=lambda r: r["wall"])
 
@@ -354,12 +325,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (best kept)")
     ap.add_argument("--local-limit", type=int, default=6)
     ap.add_argument("--quick", action="store_true", help="one run of each; no overhead section")
-    ap.add_argument(
-        "--preview", action="store_true", help="the phase-2 wiring (see preview_wiring)"
-    )
     args = ap.parse_args()
-    if args.preview and not preview_wiring():
-        print("--preview: this pipeline has no old seams to patch; ignored", file=sys.stderr)
     if args.quick:
         args.repeat = 1
 
@@ -438,7 +404,7 @@ def main() -> int:
         ("ideal, overlapped", f"{ideal_overlap:.2f} s"),
         (f"**pipeline** wall, best / median of {args.repeat}", f"**{pipe['wall']:.2f} s** / {med(pipe_runs, 'wall'):.2f} s → **{pipe['wall'] / ideal:.2f}× ⌈N/C⌉·L** ({pipe['wall'] / ideal_overlap:.2f}× overlapped ideal)"),
         ("**pipeline CPU per article** (whole process, embeddings included)", f"**{ms(pipe['cpu'] / n)} ms** (goal ≤ 60 ms)"),
-        ("same run without the embedding step", f"{no_embed['wall']:.2f} s wall ({no_embed['wall'] / ideal:.2f}×), {ms(no_embed['cpu'] / n)} ms CPU per article"),
+        ("same run with `--no-embed` (no embedding step)", f"{no_embed['wall']:.2f} s wall ({no_embed['wall'] / ideal:.2f}×), {ms(no_embed['cpu'] / n)} ms CPU per article"),
         ("baseline wall (gather all, then analyze; no embedding step), best / median", f"{bare['wall']:.2f} s / {med(base_runs, 'wall'):.2f} s (all fetched after {bare['fetched']:.2f} s)"),
         ("overlap wins by (median of back-to-back pairs)", f"{paired:.2f} s per run; best vs best {bare['wall'] - pipe['wall']:.2f} s ({bare['wall'] / pipe['wall']:.2f} x)"),
         ("time to first analysis: pipeline / baseline", f"{pipe['first']:.2f} s / {bare['first']:.2f} s"),
