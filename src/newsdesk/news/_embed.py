@@ -560,7 +560,7 @@ def vector_from_bytes(data: bytes) -> Vectors:
 # serves topic, tone, stories and search. Measured on lee50 (bench/embed_length.py,
 # docs/EMBEDDINGS.md): every cut below the whole article lost quality — 300 characters lost 4
 # points of topic, 6 of tone and story recall 0.82 -> 0.45; 600 lost 4 of tone and recall 0.09 —
-# so the cost is cut by how the engine runs (one thread, batches), not by embedding less.
+# so the cost is cut by how the engine runs (a worker per core), not by embedding less.
 ARTICLE_CHARS = MAX_CHARS
 
 
