@@ -404,7 +404,7 @@ def main() -> int:
         ("ideal, overlapped", f"{ideal_overlap:.2f} s"),
         (f"**pipeline** wall, best / median of {args.repeat}", f"**{pipe['wall']:.2f} s** / {med(pipe_runs, 'wall'):.2f} s → **{pipe['wall'] / ideal:.2f}× ⌈N/C⌉·L** ({pipe['wall'] / ideal_overlap:.2f}× overlapped ideal)"),
         ("**pipeline CPU per article** (whole process, embeddings included)", f"**{ms(pipe['cpu'] / n)} ms** (goal ≤ 60 ms)"),
-        ("same run with `--no-embed` (no embedding step)", f"{no_embed['wall']:.2f} s wall ({no_embed['wall'] / ideal:.2f}×), {ms(no_embed['cpu'] / n)} ms CPU per article"),
+        ("same run with `--no-embeddings` (no embedding step)", f"{no_embed['wall']:.2f} s wall ({no_embed['wall'] / ideal:.2f}×), {ms(no_embed['cpu'] / n)} ms CPU per article"),
         ("baseline wall (gather all, then analyze; no embedding step), best / median", f"{bare['wall']:.2f} s / {med(base_runs, 'wall'):.2f} s (all fetched after {bare['fetched']:.2f} s)"),
         ("overlap wins by (median of back-to-back pairs)", f"{paired:.2f} s per run; best vs best {bare['wall'] - pipe['wall']:.2f} s ({bare['wall'] / pipe['wall']:.2f} x)"),
         ("time to first analysis: pipeline / baseline", f"{pipe['first']:.2f} s / {bare['first']:.2f} s"),

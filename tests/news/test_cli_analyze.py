@@ -421,13 +421,20 @@ def test_no_embed_leaves_topic_and_tone_to_the_llm_and_gives_no_stories(
     with_embed = jsonl(analyze(openai_server, a, "--format", "jsonl", "--cache", "off").stdout)
     plain = jsonl(
         analyze(
-            openai_server, a, "--format", "jsonl", "--cache", "off", "--no-embed", "--reanalyze"
+            openai_server,
+            a,
+            "--format",
+            "jsonl",
+            "--cache",
+            "off",
+            "--no-embeddings",
+            "--reanalyze",
         ).stdout
     )
     embedded, bare = kinds(with_embed, "analysis"), kinds(plain, "analysis")
     assert len(embedded) == len(bare) == 2
     assert all(e["story"] for e in embedded)  # the embedding step groups stories
     assert all(e["story"] is None and e["topic_by"] == "llm" for e in bare)
-    r = run_cli("analyze", a, "--no-embed", "--topic-by", "embedding")
+    r = run_cli("analyze", a, "--no-embeddings", "--topic-by", "embedding")
     assert r.returncode != 0 and "needs the embedding step" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout

@@ -55,10 +55,10 @@ def analyze(
         typer.Option("--lang", help="Language code for summaries (default: the article's)."),
     ] = None,
     topic_by: Annotated[str, typer.Option("--topic-by", help="auto, llm or embedding.")] = "auto",
-    embed: Annotated[
+    embeddings: Annotated[
         bool,
         typer.Option(
-            "--embed/--no-embed",
+            "--embeddings/--no-embeddings",
             help="Embed each article: topic and tone for the embedded model, stories, search by "
             "meaning. Off: the LLM names topic and tone, no stories; ~0.3 s less CPU per article.",
         ),
@@ -105,8 +105,8 @@ def analyze(
         raise ConfigError(f"--format must be live or jsonl, not {fmt!r}")
     if topic_by not in ("auto", "llm", "embedding"):
         raise ConfigError(f"--topic-by must be auto, llm or embedding, not {topic_by!r}")
-    if topic_by == "embedding" and not embed:
-        raise ConfigError("--topic-by embedding needs the embedding step: drop --no-embed")
+    if topic_by == "embedding" and not embeddings:
+        raise ConfigError("--topic-by embedding needs the embedding step: drop --no-embeddings")
     code = run_analyze(
         list(sources or []) + ([str(sources_file)] if sources_file else []),
         model=model,
@@ -121,7 +121,7 @@ def analyze(
         limit=limit,
         lang=lang,
         topic_by=topic_by,
-        embeddings=embed,
+        embeddings=embeddings,
         reanalyze=reanalyze,
         store_path=store_path,
         deltas=deltas,
