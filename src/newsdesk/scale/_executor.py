@@ -84,6 +84,7 @@ class QueueExecutor:
         self._conn: tuple[Any, Any] | None = None
         self._ready: asyncio.Future[None] | None = None  # resolved when _conn is usable
         self._restart = False
+        self._closing = False
         self._connected_once = False
         self._failing_since: float | None = None
         # jobs out: task id -> the future its analyze() awaits, and the payload to send again
@@ -98,6 +99,7 @@ class QueueExecutor:
         self._sent: set[str] = set()  # jobs enqueued at least once
         self._worker_seen = 0.0  # monotonic time a compatible worker was last seen alive
         self._worker_checked = 0.0
+        self._connected_at = 0.0  # workers get no_worker_timeout to show up after a reconnect
 
     def __repr__(self) -> str:
         return f"QueueExecutor({redact_url(self.url)!r})"
@@ -125,6 +127,7 @@ class QueueExecutor:
             if self._conn is not None:
                 return self._conn
             if self._listener is None or self._listener.done():
+                self._closing = False
                 self._ready = asyncio.get_running_loop().create_future()
                 self._listener = asyncio.create_task(self._listen_forever())
             assert self._ready is not None
@@ -173,6 +176,7 @@ class QueueExecutor:
                         self._failing_since = None
                         self._set_ready()
                         await self._listen(queue, pubsub)
+                return  # closed
             except _Reconnect:
                 self._unready()
                 continue
@@ -205,6 +209,7 @@ class QueueExecutor:
     async def _resume(self, queue: Any, pubsub: Any) -> None:
         """On a (new) connection: listen for every job out, then catch up on what finished
         or was forgotten while we were away."""
+        self._connected_at = time.monotonic()
         ids = list(self._waiting)
         if ids:
             await pubsub.subscribe(*(self._channel(queue, i) for i in ids))
@@ -215,6 +220,11 @@ class QueueExecutor:
         prefix = len(self._channel(queue, ""))
         next_sweep = time.monotonic() + self.poll
         while True:
+            if self._closing:
+                # unsubscribed before leaving: pub/sub's exit waits for the acks otherwise
+                if pubsub.channels:
+                    await pubsub.unsubscribe(*list(pubsub.channels))
+                return
             if self._restart:
                 self._restart = False
                 raise _Reconnect
@@ -312,8 +322,9 @@ class QueueExecutor:
                 self._worker_seen = now
                 return
             # waiting: give workers no_worker_timeout from now; else judge from the last
-            # sighting (jobs are out: a worker was alive when they were sent)
-            since = max(self._worker_seen, started) if wait else self._worker_seen
+            # sighting (jobs are out: a worker was alive when they were sent) or from the
+            # last reconnect (a restarted Redis lost the registry until the next heartbeats)
+            since = max(self._worker_seen, started if wait else self._connected_at)
             if now - since >= self.no_worker_timeout:
                 raise NoWorkerError(self._no_worker_message(live))
             if not wait:
@@ -462,7 +473,9 @@ class QueueExecutor:
         self._fail_all(QueueError("the queue executor was closed"))
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.cancel()
+            self._closing = True
+            await asyncio.wait({listener}, timeout=3)  # it notices within 0.5 s
+            listener.cancel()  # (if it was still connecting or waiting to reconnect)
             await asyncio.gather(listener, return_exceptions=True)
         self._conn = None
 
