@@ -204,7 +204,7 @@ async def main(args: argparse.Namespace) -> str:
                     f"{ops / wall:.0f} Redis ops/s ({ops_per_job:.1f} per job)",
                     file=sys.stderr,
                 )
-            if not rates:
+            if not rates and "kill" in args.phases:
                 bench.start_workers(3)
                 bench.wait_live(3)
             lines.append(
@@ -222,46 +222,49 @@ async def main(args: argparse.Namespace) -> str:
                 )
 
             # -- a SIGKILLed worker: its jobs finish elsewhere ---------------------------------------
-            jobs = bench.jobs(12 * len(bench.workers))
-            task = asyncio.create_task(bench.run(jobs))
-            while provider.stats()["in_flight"] < 4 * len(bench.workers) - 2:  # noqa: ASYNC110 (another process)
-                await asyncio.sleep(0.05)
-            victim = bench.workers.pop(0)
-            victim.kill()
-            killed = time.monotonic()
-            wall, finished = await task
-            victim.wait()
-            after_kill = time.monotonic() - killed
-            lines.append(
-                f"SIGKILL of one of {len(bench.workers) + 1} busy workers (`--redeliver-after 2`): "
-                f"all {len(jobs)} jobs done {after_kill:.1f} s after the kill "
-                f"(run {wall:.1f} s); every job returned exactly once.\n"
-            )
-            print(lines[-1], file=sys.stderr)
-            bench.stop_workers()
+            if "kill" in args.phases:
+                jobs = bench.jobs(12 * len(bench.workers))
+                task = asyncio.create_task(bench.run(jobs))
+                while provider.stats()["in_flight"] < 4 * len(bench.workers) - 2:  # noqa: ASYNC110 (another process)
+                    await asyncio.sleep(0.05)
+                victim = bench.workers.pop(0)
+                victim.kill()
+                killed = time.monotonic()
+                wall, finished = await task
+                victim.wait()
+                after_kill = time.monotonic() - killed
+                lines.append(
+                    f"SIGKILL of one of {len(bench.workers) + 1} busy workers (`--redeliver-after 2`): "
+                    f"all {len(jobs)} jobs done {after_kill:.1f} s after the kill "
+                    f"(run {wall:.1f} s); every job returned exactly once.\n"
+                )
+                print(lines[-1], file=sys.stderr)
+                bench.stop_workers()
 
             # -- a global rpm limit across 3 workers ------------------------------------------------
-            window, limit = args.rate_window, args.rpm
-            bench.start_workers(3, "--rpm", str(limit), "--rate-window", str(window))
-            bench.wait_live(3)
-            jobs = bench.jobs(args.rate_jobs)
-            provider.reset()
-            provider.control(latency=args.latency)
-            wall, finished = await bench.run(jobs)
-            # Calls in any `window` seconds never exceed the limit (completion times: a call
-            # ends one latency after it starts, so shifting does not change the counts).
-            worst = max(sum(1 for t in finished if s <= t < s + window) for s in finished)
-            steady = [t for t in finished if t >= window]
-            rate = len(steady) / (finished[-1] - window) if len(steady) > 1 else float("nan")
-            allowed = limit / window
-            calls = provider.stats()["calls"]
-            lines.append(
-                f"Global limit {limit:g} requests per {window:g} s ({allowed:.2f}/s) across 3 workers: "
-                f"{len(jobs)} jobs ({calls} provider calls) in {wall:.1f} s; after the first window "
-                f"{rate:.2f} calls/s = {rate / allowed * 100:.0f} % of the limit; most in any "
-                f"{window:g} s window: {worst} (limit {limit:g})."
-            )
-            print(lines[-1], file=sys.stderr)
+            if "rpm" in args.phases:
+                bench.stop_workers()  # the limited ones only
+                window, limit = args.rate_window, args.rpm
+                bench.start_workers(3, "--rpm", str(limit), "--rate-window", str(window))
+                bench.wait_live(3)
+                jobs = bench.jobs(args.rate_jobs)
+                provider.reset()
+                provider.control(latency=args.latency)
+                wall, finished = await bench.run(jobs)
+                # Calls in any `window` seconds never exceed the limit (completion times: a call
+                # ends one latency after it starts, so shifting does not change the counts).
+                worst = max(sum(1 for t in finished if s <= t < s + window) for s in finished)
+                steady = [t for t in finished if t >= window]
+                rate = len(steady) / (finished[-1] - window) if len(steady) > 1 else float("nan")
+                allowed = limit / window
+                calls = provider.stats()["calls"]
+                lines.append(
+                    f"Global limit {limit:g} requests per {window:g} s ({allowed:.2f}/s) across 3 workers: "
+                    f"{len(jobs)} jobs ({calls} provider calls) in {wall:.1f} s; after the first window "
+                    f"{rate:.2f} calls/s = {rate / allowed * 100:.0f} % of the limit; most in any "
+                    f"{window:g} s window: {worst} (limit {limit:g})."
+                )
+                print(lines[-1], file=sys.stderr)
         finally:
             bench.stop_workers()
             redis_proc.terminate()

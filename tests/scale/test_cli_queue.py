@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,76 @@ async def test_news_desk_with_queue_executor(
     assert sorted(e.analysis.summary for e in ready) == [f"libq summary {i}" for i in range(3)]
     assert isinstance(events[-1], RunDone) and events[-1].analyzed == 3
     assert len(_stored(tmp_path / "lib.db")) == 3
+
+
+def test_analyze_queue_deadline_cancels_what_is_left(
+    openai_server: OpenAIServerHandle,
+    feed_server: FeedServer,
+    redis_proc: RedisProc,
+    workers: Workers,
+    tmp_path: Path,
+) -> None:
+    # Six slots on the worker: every job starts at once; two answer, four hang.
+    workers.start(redis_proc.url, concurrency=6)
+    workers.wait_ready(redis_proc, 1)
+    name = unique("dlq")
+    items = [
+        item(
+            f"dlq quick {i}",
+            f"{words(f'dlq{i}')} {answer(f'dlq summary {i}')}",
+            f"https://q.test/dlq/{i}",
+        )
+        for i in range(2)
+    ] + [
+        item(f"dlq hangs {i}", f"{words(f'dlqh{i}')} [[hang]]", f"https://q.test/dlqh/{i}")
+        for i in range(4)
+    ]
+    feed_server.set_feed(name, rss(items))
+    store = tmp_path / "dl.db"
+    r = run_cli(
+        "analyze",
+        f"{feed_server.url}/feeds/{name}",
+        "--queue",
+        redis_proc.url,
+        "--format",
+        "jsonl",
+        "--model",
+        MODEL,
+        "--api-base",
+        openai_server.url,
+        "--store",
+        str(store),
+        "--deadline",
+        "20",
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr  # some analyses finished: not a failed run
+    assert "Traceback" not in r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    done = events[-1]
+    assert done["event"] == "done" and done["analyzed"] == 2 and done["failed"] == 4, (
+        r.stdout,
+        workers.all_logs(),
+    )
+    # The same report as a local run: each article once, the unfinished ones by the deadline.
+    titles = {e["id"]: e["title"] for e in events if e["event"] == "article"}
+    ended = {e["id"]: e for e in events if e["event"] in ("analysis", "analysis_error")}
+    assert sorted(ended) == sorted(titles) and len(titles) == 6
+    for aid, e in ended.items():
+        if "quick" in titles[aid]:
+            assert e["event"] == "analysis" and e["summary"].startswith("dlq summary")
+        else:
+            assert e["event"] == "analysis_error" and e["reason"] == "deadline reached (20 s)"
+    assert done["wall"] < 20 + 30, done["wall"]  # bounded by the deadline, not the hangs
+    # What finished is stored, once; the rest is not.
+    with sqlite3.connect(store) as db:
+        stored = db.execute("SELECT article_id FROM analyses").fetchall()
+    assert sorted(a for (a,) in stored) == sorted(a for a in titles if "quick" in titles[a])
+    # The hanging jobs were stopped on the worker: none is left running in the queue.
+    client = redis_proc.client()
+    prefix = "streaq:newsdesk-analysis"
+    deadline = time.monotonic() + 20
+    while client.scard(f"{prefix}:index:running") or client.scard(f"{prefix}:aborted"):
+        assert time.monotonic() < deadline, workers.all_logs()
+        time.sleep(0.2)
+    client.close()

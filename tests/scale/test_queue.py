@@ -257,3 +257,42 @@ async def test_cross_process_single_flight_and_global_rpm(
     most = max(sum(1 for t in arrivals if start <= t < start + 1.9) for start in arrivals)
     assert most <= 4, arrivals
     assert elapsed >= 4.0  # 12 requests at 4 per 2 s cannot finish sooner
+
+
+async def test_cancelled_jobs_are_aborted_in_the_queue(
+    openai_server: OpenAIServerHandle, redis_proc: RedisProc, workers: Workers
+) -> None:
+    # One slot: a job hangs in it and three more wait in the queue behind it.
+    workers.start(redis_proc.url, concurrency=1)
+    workers.wait_ready(redis_proc, 1)
+    ex = QueueExecutor(redis_proc.url, no_worker_timeout=30)
+    hanging = asyncio.ensure_future(ex.analyze(job(0, openai_server.url, text="Hangs [[hang]]")))
+    deadline = time.monotonic() + 60
+    while openai_server.stats()["in_flight"] < 1:
+        assert time.monotonic() < deadline, workers.all_logs()
+        await asyncio.sleep(0.05)
+    waiting = [asyncio.ensure_future(ex.analyze(job(i, openai_server.url))) for i in (1, 2, 3)]
+    await asyncio.sleep(1.5)  # enqueued behind the hanging one
+    assert openai_server.stats()["calls"] == 1
+    for t in (hanging, *waiting):  # a deadline or Ctrl-C does this to a run's analyses
+        t.cancel()
+    await asyncio.gather(hanging, *waiting, return_exceptions=True)
+    # The running job was stopped on its worker (else the one slot stays taken for the
+    # provider's hang) and the queued ones are never run: the next job goes through at once
+    # and is the only call after the hanging one.
+    nxt = await asyncio.wait_for(ex.analyze(job(9, openai_server.url)), 60)
+    assert nxt.article_id == job(9, openai_server.url).article.id
+    assert openai_server.stats()["calls"] == 2
+    await ex.aclose()
+    # Nothing is left running, queued or marked for abortion in Redis.
+    client = redis_proc.client()
+    prefix = "streaq:newsdesk-analysis"
+    deadline = time.monotonic() + 20
+    while client.scard(f"{prefix}:index:running") or client.scard(f"{prefix}:aborted"):
+        assert time.monotonic() < deadline, (
+            client.smembers(f"{prefix}:index:running"),
+            client.smembers(f"{prefix}:aborted"),
+        )
+        await asyncio.sleep(0.2)
+    assert client.xlen(f"{prefix}:queues:normal") == 0
+    client.close()
