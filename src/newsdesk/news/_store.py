@@ -612,7 +612,9 @@ class Store:
         reader never skips a row committed after it looked. Nothing deletes analyses; if
         something ever did delete the newest ones, their rowids could be reused and missed."""
         if cursor < 0 or limit < 1:
-            raise ValueError("analyses_after takes a cursor of at least 0 and a limit of at least 1")
+            raise ValueError(
+                "analyses_after takes a cursor of at least 0 and a limit of at least 1"
+            )
         with self._guard("read new analyses") as conn:
             rows = conn.execute(
                 "SELECT an.rowid AS seq, an.*, ar.title, ar.url, ar.source, ar.sources, "
