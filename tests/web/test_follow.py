@@ -124,3 +124,50 @@ def test_web_follows_a_running_watch(
             proc.wait()
         if "demo" in app:
             app["demo"].newsdesk_context.store.close()
+
+
+def test_follow_view_replaces_caps_and_survives_store_errors(tmp_path: Path) -> None:
+    """Pure parts: a re-analysis replaces its row in place, the table keeps the newest rows,
+    and a store error is shown (escaped) while the cursor stays, so nothing is skipped."""
+    from newsdesk.news import NewsDesk
+    from newsdesk.web import _follow
+    from tests.news.test_store_follow import save
+
+    path = tmp_path / "s.db"
+    with NewsDesk(store=path) as desk:
+        follow = _follow.start_follow(desk)
+        assert "No run in this store yet" in _follow.follow_markdown(follow)
+        for n in range(4):
+            save(desk.store, n)
+        _follow.poll_follow(desk, follow)
+        save(desk.store, 1, summary="Revised.")  # analyzed again after it was shown
+        _follow.poll_follow(desk, follow)
+        view = follow.view
+        assert [(r.n, r.id) for r in view.rows] == [
+            (1, "id-0"),
+            (2, "id-1"),
+            (3, "id-2"),
+            (4, "id-3"),
+        ]
+        assert view.by_id["id-1"].analysis.summary == "Revised." and follow.received == 5
+        assert {"table", "charts"} <= view.dirty
+
+        old_cap = _follow.MAX_ROWS
+        _follow.MAX_ROWS = 3
+        try:
+            save(desk.store, 9)
+            _follow.poll_follow(desk, follow)
+        finally:
+            _follow.MAX_ROWS = old_cap
+        assert [r.id for r in view.rows] == ["id-2", "id-3", "id-9"] and set(view.by_id) == {
+            "id-2",
+            "id-3",
+            "id-9",
+        }
+
+        cursor = follow.cursor
+        desk.store.close()  # every read now fails
+        _follow.poll_follow(desk, follow)
+        assert follow.cursor == cursor and follow.error
+        text = _follow.follow_markdown(follow)
+        assert "Error reading the store" in text and "trying again" in text
