@@ -94,7 +94,7 @@ def test_web_follows_a_running_watch(
         with Store(store) as s:
             (fresh,) = [a for a in s.query() if a.title == fresh_ev["title"]]
         assert fresh.run_id and md_text(fresh.run_id) in status  # which run it came from
-        assert "**1** new analyses" in status and "last checked" in status
+        assert "**1** new analysis since" in status and "last checked" in status
         assert "<img" not in status and "**news**" not in status
         # The detail view of the followed row is escaped like a run's.
         rows = out[-1]
@@ -104,7 +104,7 @@ def test_web_follows_a_running_watch(
 
         # Checks with nothing new keep the table and only refresh the status.
         out = asyncio.run(app["news_follow_check"](follow))
-        assert "**1** new analyses" in out[2]
+        assert "**1** new analysis since" in out[2]
 
         # Stop following: the timer stops and a check still in flight ends the follow too.
         stopped = app["news_unfollow"](follow)

@@ -107,7 +107,8 @@ def follow_markdown(follow: Follow, *, stopped: bool = False) -> str:
     lines = [
         f"{head} · last checked {_clock(follow.checked)}"
         + ("" if stopped else f" (every {FOLLOW_EVERY:g} s)")
-        + f" · **{follow.received}** new analyses since {_clock(follow.started)}"
+        + f" · **{follow.received}** new {'analysis' if follow.received == 1 else 'analyses'}"
+        + f" since {_clock(follow.started)}"
     ]
     if follow.error:
         lines.append(f"**Error reading the store:** {md_text(follow.error)} (trying again)")
