@@ -175,8 +175,8 @@ def wire_follow(
         if follow is None:  # a tick after Stop following: stop the timer too
             return (None, gr.Timer(active=False), *skips)
         await asyncio.to_thread(poll_follow, ctx.desk, follow)
-        if follow.stopped:  # Stop following was pressed while this check ran
-            return (None, gr.Timer(active=False), follow_markdown(follow, stopped=True), *skips[1:])
+        if follow.stopped:  # Stop following (or Run) was pressed while this check ran
+            return (None, gr.Timer(active=False), *skips)
         return (follow, gr.skip(), *follow_outputs(follow, gr.skip))
 
     def unfollow(follow: Follow | None) -> tuple[Any, ...]:
@@ -196,11 +196,11 @@ def wire_follow(
         trigger_mode="once",  # a slow check is not queued up behind by more ticks
     )
     unfollow_btn.click(unfollow, [state], state_outputs, api_name="news_unfollow")
+
+    def stop_for_run(follow: Follow | None) -> tuple[Any, ...]:
+        if follow is not None:
+            follow.stopped = True  # a check in flight must not repaint the run's table
+        return (None, gr.Timer(active=False))
+
     # A run takes over the table: following stops (quietly, the run's own status shows).
-    run_btn.click(
-        lambda: (None, gr.Timer(active=False)),
-        None,
-        [state, timer],
-        api_visibility="private",
-        queue=False,
-    )
+    run_btn.click(stop_for_run, [state], [state, timer], api_visibility="private", queue=False)
