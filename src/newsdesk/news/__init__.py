@@ -32,7 +32,7 @@ from newsdesk.news._pipeline import NewsRun, PipelineOptions, run_pipeline
 from newsdesk.news._run_store import AsyncStore, RunStore
 from newsdesk.news._search import parse_since
 from newsdesk.news._sources import demo_sources, resolve_sources
-from newsdesk.news._store import RunRecord, SourceHealth, Store, StoredAnalysis
+from newsdesk.news._store import RunRecord, SourceHealth, Store, StoredAnalysis, StoredBatch
 
 __all__ = [
     "TOPICS",
@@ -64,6 +64,7 @@ __all__ = [
     "Source",
     "Store",
     "StoredAnalysis",
+    "StoredBatch",
     "demo_sources",
     "parse_since",
     "resolve_sources",

@@ -27,7 +27,7 @@ from newsdesk.news._pipeline import NewsRun, PipelineOptions, TopicMode
 from newsdesk.news._run_store import AsyncStore
 from newsdesk.news._search import Found, check_topic, parse_since, search_store
 from newsdesk.news._sources import demo_sources, resolve_sources
-from newsdesk.news._store import RunRecord, SourceHealth, Store
+from newsdesk.news._store import RunRecord, SourceHealth, Store, StoredBatch
 
 SourceSpec = str | Path | Source
 """A feed URL, a feed/OPML/TOML file, or a ``Source``."""
@@ -181,6 +181,15 @@ class NewsDesk:
             query=query,
             limit=limit,
         )
+
+    def stored_after(self, cursor: int | None = None, *, limit: int = 500) -> StoredBatch:
+        """Analyses stored after ``cursor`` (by any process on this store, e.g. a running
+        ``newsdesk watch``), oldest first, with their articles' title, URL and sources, and the
+        cursor to pass next time. ``cursor=None`` starts at the store's current end (no analyses,
+        just the cursor). ``more`` says the limit cut the batch short. Blocking (SQLite)."""
+        if cursor is None:
+            return StoredBatch(cursor=self.store.analysis_cursor())
+        return self.store.analyses_after(cursor, limit=limit)
 
     def history(self, limit: int = 20) -> list[RunRecord]:
         """Past runs, newest first."""

@@ -35,7 +35,15 @@ from newsdesk._config import data_dir
 from newsdesk._exceptions import StoreError
 from newsdesk.news._models import Article, ArticleAnalysis, Source
 
-__all__ = ["RunRecord", "RunStatus", "SourceHealth", "Store", "StoredAnalysis", "SCHEMA_VERSION"]
+__all__ = [
+    "RunRecord",
+    "RunStatus",
+    "SourceHealth",
+    "Store",
+    "StoredAnalysis",
+    "StoredBatch",
+    "SCHEMA_VERSION",
+]
 
 # Seconds a write waits for another process's write to finish before giving up.
 BUSY_TIMEOUT = 10.0
@@ -76,6 +84,15 @@ class StoredAnalysis(BaseModel):
     created_at: datetime
     # Raw float32 bytes for semantic search: useless in JSON and large, so never dumped.
     vector: bytes | None = Field(default=None, exclude=True, repr=False)
+
+
+class StoredBatch(BaseModel):
+    """Analyses stored after a cursor, in the order they were stored, and the cursor to ask
+    with next time (see ``Store.analyses_after``)."""
+
+    analyses: list[StoredAnalysis] = Field(default_factory=list)
+    cursor: int
+    more: bool = False  # the limit cut the batch short: ask again now for the rest
 
 
 class RunRecord(BaseModel):
@@ -577,6 +594,43 @@ class Store:
             except ValidationError:
                 continue  # saved under older rules (see get_analysis); the next run replaces it
         return out
+
+    def analysis_cursor(self) -> int:
+        """The cursor at the store's current end: ``analyses_after`` of it returns only what is
+        stored from now on."""
+        with self._guard("read cursor") as conn:
+            return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM analyses").fetchone()[0])
+
+    def analyses_after(self, cursor: int, *, limit: int = 500) -> StoredBatch:
+        """Every analysis stored (or stored again) after ``cursor``, oldest first, with the
+        cursor of the last one returned. Call again with the returned cursor to follow the store
+        while another process (a ``newsdesk watch``) writes to it.
+
+        The cursor is the analyses table's rowid, which gives commit order: writes are
+        serialised (``BEGIN IMMEDIATE``) and a new row gets the largest rowid so far plus one, also
+        when it replaces an analysis (SQLite picks the rowid before deleting the old row). So a
+        reader never skips a row committed after it looked. Nothing deletes analyses; if
+        something ever did delete the newest ones, their rowids could be reused and missed."""
+        if cursor < 0 or limit < 1:
+            raise ValueError(
+                "analyses_after takes a cursor of at least 0 and a limit of at least 1"
+            )
+        with self._guard("read new analyses") as conn:
+            rows = conn.execute(
+                "SELECT an.rowid AS seq, an.*, ar.title, ar.url, ar.source, ar.sources, "
+                "ar.published FROM analyses AS an JOIN articles AS ar ON ar.id = an.article_id "
+                "WHERE an.rowid > ? ORDER BY an.rowid LIMIT ?",
+                (cursor, limit + 1),
+            ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        out: list[StoredAnalysis] = []
+        for row in rows:
+            try:
+                out.append(self._stored(row))
+            except ValidationError:
+                continue  # saved under older rules (see get_analysis): nothing to show
+        return StoredBatch(analyses=out, cursor=rows[-1]["seq"] if rows else cursor, more=more)
 
     def vectors(self) -> tuple[list[str], list[bytes]]:
         """(article ids, vector bytes) of each article's latest analysis that has a vector,

@@ -212,6 +212,37 @@ class NewsRunView:
             self.inflight.clear()
             self.dirty.update(("status", "inflight", "summary"))
 
+    def add_stored(self, stored: Any, keep: int | None = None) -> None:
+        """An analysis read from the store (following a watch, see ``_follow``): a new row, or
+        the article's row replaced in place when it was analyzed again. ``keep``: the most rows
+        to hold; the oldest go first (a watch can run all day)."""
+        old = self.by_id.get(stored.article_id)
+        row = Row(
+            n=old.n if old is not None else (self.rows[-1].n + 1 if self.rows else 1),
+            id=stored.article_id,
+            title=stored.title,
+            url=stored.url,
+            source=stored.source,
+            sources=_merge(stored.sources or [stored.source]),
+            analysis=stored.analysis,
+            story=stored.story,
+            published=stored.published,
+            model=stored.model,
+            latency=stored.latency,
+            topic_by=stored.topic_by,
+        )
+        if old is not None:
+            self.rows[self.rows.index(old)] = row
+        else:
+            self.rows.append(row)
+        self.by_id[row.id] = row
+        self.model = stored.model
+        if keep is not None and len(self.rows) > keep:
+            for gone in self.rows[: len(self.rows) - keep]:
+                del self.by_id[gone.id]
+            del self.rows[: len(self.rows) - keep]
+        self.dirty.update(("table", "charts"))
+
     def label(self, name: str) -> str:
         return self.labels.get(name, name)
 
@@ -662,6 +693,12 @@ def build_news_tab(ctx: WebContext) -> None:
                 with gr.Row():
                     run_btn = gr.Button("Run", variant="primary", elem_id="news-run")
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="news-stop")
+                with gr.Row():
+                    # A `newsdesk watch` on this app's store, seen from here (see _follow).
+                    follow_btn = gr.Button(
+                        "Follow the running watch", size="sm", elem_id="news-follow"
+                    )
+                    unfollow_btn = gr.Button("Stop following", size="sm", elem_id="news-unfollow")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1):
                 status = gr.Markdown("Choose sources and press **Run**.", elem_id="news-status")
@@ -764,6 +801,16 @@ def build_news_tab(ctx: WebContext) -> None:
 
         run_news.__annotations__["request"] = gr.Request
 
+        run_outputs = [
+            status,
+            inflight,
+            results,
+            topic_plot,
+            source_plot,
+            time_plot,
+            summary,
+            rows_state,
+        ]
         run_event = run_btn.click(
             run_news,
             inputs=[
@@ -778,16 +825,7 @@ def build_news_tab(ctx: WebContext) -> None:
                 reanalyze,
                 embeddings,
             ],
-            outputs=[
-                status,
-                inflight,
-                results,
-                topic_plot,
-                source_plot,
-                time_plot,
-                summary,
-                rows_state,
-            ],
+            outputs=run_outputs,
             api_name="news_run",
             show_progress="minimal",
             show_progress_on=[status],
@@ -801,6 +839,16 @@ def build_news_tab(ctx: WebContext) -> None:
         stop_news.__annotations__["request"] = gr.Request
         stop_btn.click(stop_news, None, None, api_visibility="private", queue=False)
         _ = run_event
+
+        from newsdesk.web._follow import wire_follow
+
+        wire_follow(
+            ctx,
+            follow_btn=follow_btn,
+            unfollow_btn=unfollow_btn,
+            run_btn=run_btn,
+            outputs=run_outputs,
+        )
 
         def show_detail(rows: list[Row], evt: gr.SelectData) -> str:
             n = selected_number(evt)
