@@ -165,7 +165,10 @@ FAST: list[tuple[str, bytes]] = [
             "  <link>\n https://x.test/w \n</link>\n  <description>\n\n body \n</description>\n</item>"
         ),
     ),
-    ("long text", _rss("<item><title>long</title><description>" + "word " * 12000 + "</description></item>")),
+    (
+        "long text",
+        _rss("<item><title>long</title><description>" + "word " * 12000 + "</description></item>"),
+    ),
     (
         "atom variants",
         _atom(
@@ -207,28 +210,52 @@ SLOW: list[tuple[str, bytes]] = [
     ),
     ("html entity", _rss("<item><title>a&nbsp;b</title></item>")),
     ("unescaped ampersand", _rss("<item><title>a & b</title></item>")),
-    ("markup inside a field", _rss("<item><title>t</title><description><p>x</p></description></item>")),
+    (
+        "markup inside a field",
+        _rss("<item><title>t</title><description><p>x</p></description></item>"),
+    ),
     ("extension element", _rss("<item><title>t</title><dc:subject>s</dc:subject></item>")),
     ("xml:base", _rss('<item xml:base="https://base.test/"><title>t</title><link>x</link></item>')),
     ("two titles", _rss("<item><title>a</title><title>b</title></item>")),
-    ("author and creator", _rss("<item><title>a</title><author>x</author><dc:creator>y</dc:creator></item>")),
-    ("latin-1", _rss("<item><title>caf\xe9</title></item>").replace(b"utf-8", b"iso-8859-1").replace("é".encode(), b"\xe9")),
+    (
+        "author and creator",
+        _rss("<item><title>a</title><author>x</author><dc:creator>y</dc:creator></item>"),
+    ),
+    (
+        "latin-1",
+        _rss("<item><title>caf\xe9</title></item>")
+        .replace(b"utf-8", b"iso-8859-1")
+        .replace("é".encode(), b"\xe9"),
+    ),
     ("bom", b"\xef\xbb\xbf" + _rss("<item><title>a</title></item>")),
-    ("atom xhtml", _atom("<entry><title type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'>x</div></title></entry>")),
+    (
+        "atom xhtml",
+        _atom(
+            "<entry><title type='xhtml'><div xmlns='http://www.w3.org/1999/xhtml'>x</div></title></entry>"
+        ),
+    ),
     (
         "two atom authors",
-        _atom("<entry><title>x</title><author><name>A</name></author><author><name>B</name></author></entry>"),
+        _atom(
+            "<entry><title>x</title><author><name>A</name></author><author><name>B</name></author></entry>"
+        ),
     ),
     ("atom content src", _atom("<entry><title>x</title><content src='https://x.test/c'/></entry>")),
 ]
 
 
 def _demo() -> list[tuple[str, bytes]]:
-    return [(p.name, p.read_bytes()) for p in sorted(DEMO_DIR.iterdir()) if p.suffix in (".xml", ".atom", ".rdf")]
+    return [
+        (p.name, p.read_bytes())
+        for p in sorted(DEMO_DIR.iterdir())
+        if p.suffix in (".xml", ".atom", ".rdf")
+    ]
 
 
 def _by_feedparser(data: bytes, source: Source, content_type: str | None) -> Any:
-    return _feeds._parse_with_feedparser(_feeds._fix_char_refs(data), source, content_type).read_all()
+    return _feeds._parse_with_feedparser(
+        _feeds._fix_char_refs(data), source, content_type
+    ).read_all()
 
 
 def _same(data: bytes, source: Source, content_type: str | None) -> None:
@@ -240,7 +267,10 @@ def _same(data: bytes, source: Source, content_type: str | None) -> None:
 
 
 def _fast(data: bytes, source: Source, content_type: str | None) -> bool:
-    return fast_entries(_feeds._fix_char_refs(data), _feeds._base_uri(source), content_type) is not None
+    return (
+        fast_entries(_feeds._fix_char_refs(data), _feeds._base_uri(source), content_type)
+        is not None
+    )
 
 
 @pytest.mark.parametrize("source", [HTTP, FILE], ids=["http", "file"])
@@ -303,6 +333,10 @@ def test_max_articles_applies_on_demand_too() -> None:
 
 def test_file_fixtures_in_tests(tmp_path: Path) -> None:
     # every XML feed file the test suite ships (beside the inline ones above) agrees too
-    files = [p for p in Path(__file__).resolve().parents[1].rglob("*") if p.suffix in (".xml", ".rss", ".atom")]
+    files = [
+        p
+        for p in Path(__file__).resolve().parents[1].rglob("*")
+        if p.suffix in (".xml", ".rss", ".atom")
+    ]
     for path in files:
         _same(path.read_bytes(), HTTP, None)

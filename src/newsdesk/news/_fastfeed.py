@@ -44,6 +44,7 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _XML_DECL = re.compile(rb"^<\?xml[^>]*?\?>")
 _DECL_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([^\"']*)[\"']")
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
+_PIECE = 1 << 16
 
 
 class FastFeed:
@@ -71,7 +72,12 @@ def fast_entries(data: bytes, base: str, content_type: str | None) -> FastFeed |
         return None
     _fp.load()
     try:
-        root = ET.fromstring(data)
+        parser = ET.XMLParser()
+        # fed in pieces: one call over a big feed would hold the GIL (and stall the event loop
+        # of the thread that waits for this one) for as long as expat takes
+        for start in range(0, len(data), _PIECE):
+            parser.feed(data[start : start + _PIECE])
+        root = parser.close()
     except (ET.ParseError, ValueError):
         return None  # feedparser reports (or works around) the error
     try:
