@@ -50,6 +50,9 @@ _TRACKING_PARAMS = frozenset(
 )
 _TRACKING_PREFIXES = ("utm_", "_ga", "_gl", "_hs", "pk_", "mtm_", "__twitter")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Already canonical: http(s), a lowercase host not ending in ".", no port, user, query or fragment,
+# a non-empty path with nothing urlsplit would drop or reinterpret.
+_CANONICAL = re.compile(r"https?://[a-z0-9-]+(?:\.[a-z0-9-]+)*/[!$&'()*+,\-./0-9:;=@A-Z_a-z~%]*")
 
 
 def _is_tracking(name: str) -> bool:
@@ -66,6 +69,8 @@ def canonical_url(url: str) -> str:
     an opaque GUID) comes back stripped but otherwise untouched.
     """
     url = url.strip()
+    if _CANONICAL.fullmatch(url):
+        return url  # what the steps below would give back: nothing in it to change
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced "[" in the host: not a URL we can improve
@@ -175,8 +180,14 @@ def clean_text(value: str | None) -> str:
     """
     if not value:
         return ""
-    value = _SURROGATES.sub("\ufffd", value)
-    return _CONTROLS.sub("", value)
+    return _clean(value)
+
+
+def _clean(value: str) -> str:
+    # the checks are C scans that spare the common case (ASCII, printable) the regexes
+    if not value.isascii():
+        value = _SURROGATES.sub("\ufffd", value)
+    return value if value.isprintable() else _CONTROLS.sub("", value)
 
 
 def html_to_text(html: str | None) -> str:
@@ -187,7 +198,8 @@ def html_to_text(html: str | None) -> str:
     """
     if not html:
         return ""
-    html = _SURROGATES.sub("\ufffd", html)
+    if not html.isascii():
+        html = _SURROGATES.sub("\ufffd", html)
     if "<" in html or "&" in html:
         parser = _TextExtractor()
         try:
@@ -199,8 +211,9 @@ def html_to_text(html: str | None) -> str:
     else:
         text = html  # no tag, no reference: what the parser would hand back as it is
     # NUL and other C0 controls are invisible and break some terminals and stores.
-    text = _CONTROLS.sub("", text)
-    return _WS.sub(" ", text).strip()
+    if not text.isprintable():
+        text = _CONTROLS.sub("", text)
+    return " ".join(text.split())  # one space between words (str.split's whitespace is \s's)
 
 
 _WORD = re.compile(r"\w+")
@@ -276,7 +289,7 @@ def guess_language(text: str, declared: str | None = None) -> str:
     """
     declared_base = _base_language(declared)
     sample = text[:2000]
-    cyrillic = len(_CYRILLIC_LETTER.findall(sample))
+    cyrillic = 0 if sample.isascii() else len(_CYRILLIC_LETTER.findall(sample))
     # letters only matter for Cyrillic text or a Cyrillic label; counting them costs the most
     letters = sum(map(str.isalpha, sample)) if cyrillic or declared_base in _CYRILLIC_LANGS else 0
     if letters and cyrillic / letters > 0.3:
