@@ -51,6 +51,7 @@ _UPSERT_ARTICLE = (
     "sources = excluded.sources, last_seen = excluded.last_seen"
 )
 
+
 class SourceHealth(BaseModel):
     """How a source has been doing: when it last worked, when and why it last failed."""
 
