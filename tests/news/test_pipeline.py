@@ -241,11 +241,12 @@ async def test_a_huge_feed_does_not_stall_other_sources(
     assert len(small_done) == 4 and max(small_done) < huge_ok, "the small source waited"
     assert events[huge_ok][1].articles == 6000
     # the loop never stopped for long: the worst gap between 10 ms ticks until the big source
-    # was reported (0.25-0.4 s on 2 busy cores; building and deduplicating the feed on the loop
-    # would take seconds, a full garbage collection over LiteLLM's objects ~0.5 s)
-    assert max(gaps) < 1.0, sorted(gaps)[-5:]
+    # was reported is 0.25-0.4 s on 2 busy cores (building and deduplicating the feed on the
+    # loop takes seconds; so did a full garbage collection over LiteLLM's objects, ~0.5 s,
+    # before gc.freeze). The bounds leave room for a machine busier still.
+    assert max(gaps) < 1.5, sorted(gaps)[-5:]
     stalled = sum(g for g in gaps if g > 0.05)  # on the loop, the feed's work would add up here
-    assert stalled < 1.5, (stalled, sorted(gaps)[-5:])
+    assert stalled < 3.0, (stalled, sorted(gaps)[-5:])
     assert len(store.last_articles(f"{feed_server.url}/feeds/huge")) == 6000  # all stored
 
 
