@@ -4,7 +4,6 @@ extensions)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -329,14 +328,3 @@ def test_max_articles_applies_on_demand_too() -> None:
     parsed = open_feed(data, src)
     assert len(parsed.more(5)) == 5
     assert len(parsed.more(5)) == 2 and parsed.complete
-
-
-def test_file_fixtures_in_tests(tmp_path: Path) -> None:
-    # every XML feed file the test suite ships (beside the inline ones above) agrees too
-    files = [
-        p
-        for p in Path(__file__).resolve().parents[1].rglob("*")
-        if p.suffix in (".xml", ".rss", ".atom")
-    ]
-    for path in files:
-        _same(path.read_bytes(), HTTP, None)
