@@ -1,12 +1,15 @@
 """Peak memory of a long run: does a run's RSS grow with its number of articles?
 
-    python bench/memory.py                    # 1,000 / 3,000 / 10,000 articles, embeddings off
+    python bench/memory.py                    # 1,000 / 3,000 / 10,000 articles, embeddings off;
+                                              # writes the "memory" section of docs/BENCHMARKS.md
     python bench/memory.py --embeddings       # the same with the embedding step (slow: ~0.1 s CPU each)
-    python bench/memory.py --sizes 10000      # one size
+    python bench/memory.py --sizes 10000 --no-write
 
 Each size runs in its own subprocess (peak RSS is per process): N articles in feeds of 500 on a
 local HTTP server, the fake OpenAI-compatible provider with 0 latency, concurrency 64, cache off,
-a SQLite store, ``deltas=False``. Prints wall, CPU per article and ``ru_maxrss``.
+a SQLite store, ``deltas=False``. Prints wall, CPU per article and ``ru_maxrss``; the goal is a
+peak that does not grow with the number of articles, so the figure to read is the growth of the
+peak over the run (peak minus the RSS after start-up) per 1,000 articles, ideally ~0.
 """
 
 from __future__ import annotations
@@ -105,25 +108,59 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000])
     ap.add_argument("--embeddings", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(args.one, args.embeddings)))
         return 0
-    print(
-        f"{'articles':>9} {'analyzed':>9} {'wall s':>8} {'CPU ms/art':>11} {'RSS before':>11} {'peak RSS':>9}"
+    load = os.getloadavg()[0]
+    head = (
+        "| articles | analyzed | wall | CPU per article | RSS after start-up | peak RSS "
+        "| growth over the run |\n| --- | --- | --- | --- | --- | --- | --- |"
     )
+    print(head, flush=True)
+    rows = []
     for n in args.sizes:
         cmd = [sys.executable, __file__, "--one", str(n)] + (
             ["--embeddings"] if args.embeddings else []
         )
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(
-            f"{r['n']:>9} {r['analyzed']:>9} {r['wall']:>8.1f} {r['cpu_ms']:>11.1f}"
-            f" {r['rss_before_mb']:>9.0f}MB {r['peak_rss_mb']:>7.0f}MB",
-            flush=True,
+        rows.append(r)
+        line = (
+            f"| {r['n']} | {r['analyzed']} | {r['wall']:.1f} s | {r['cpu_ms']:.1f} ms "
+            f"| {r['rss_before_mb']:.0f} MB | {r['peak_rss_mb']:.0f} MB "
+            f"| {r['peak_rss_mb'] - r['rss_before_mb']:.0f} MB |"
         )
+        rows[-1]["line"] = line
+        print(line, flush=True)
+    if len(rows) >= 2:
+        lo, hi = rows[0], rows[-1]
+        grow = (hi["peak_rss_mb"] - hi["rss_before_mb"]) - (lo["peak_rss_mb"] - lo["rss_before_mb"])
+        per_k = grow / max(1, hi["n"] - lo["n"]) * 1000
+        verdict = (
+            f"Growth of the run's peak between {lo['n']} and {hi['n']} articles: {grow:.0f} MB, "
+            f"**{per_k:.1f} MB per 1,000 articles** (ideal: ~0)."
+        )
+    else:
+        verdict = ""
+    print(verdict)
+    if args.no_write:
+        return 0
+    from bench._report import write_section
+
+    table = head + "\n" + "\n".join(r["line"] for r in rows)
+    doc = __doc__ or ""
+    body = (
+        f"{doc.split(chr(10) + chr(10), 2)[2].strip()}\n\nEmbeddings "
+        f"{'on' if args.embeddings else 'off'}. Load average when the run started: {load:.1f}."
+        f"\n\n{table}\n\n{verdict}"
+    )
+    command = "python bench/memory.py" + (" --embeddings" if args.embeddings else "")
+    if args.sizes != [1000, 3000, 10000]:
+        command += " --sizes " + " ".join(map(str, args.sizes))
+    write_section("memory", "Memory: peak RSS of a long run", command, body)
     return 0
 
 

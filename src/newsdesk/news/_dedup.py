@@ -26,7 +26,12 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from newsdesk.news._models import Article
-from newsdesk.news._normalize import canonical_url, content_hash, normalize_text
+from newsdesk.news._normalize import (
+    canonical_url,
+    content_hash,
+    normalize_text,
+    normalized_words,
+)
 
 __all__ = ["Deduplicator", "Duplicate", "shingles", "jaccard"]
 
@@ -109,8 +114,12 @@ class Deduplicator:
         self._a = gen.randint(1, int(_PRIME), num_perm, dtype=np.uint64)[:, None]
         self._b = gen.randint(0, int(_PRIME), num_perm, dtype=np.uint64)[:, None]
         self._n_bands, self._rows = _bands(threshold, num_perm)
-        # band -> band key -> source -> indices into _near_kept
-        self._tables: list[dict[bytes, dict[str, list[int]]]] = [{} for _ in range(self._n_bands)]
+        # band -> band key -> the index into _near_kept of the one article with that key (most
+        # keys: a plain int, no container for the garbage collector to walk), or, once several
+        # share it, source -> their indices
+        self._tables: list[dict[bytes, int | dict[str, list[int]]]] = [
+            {} for _ in range(self._n_bands)
+        ]
         self._near_kept: list[tuple[Article, np.ndarray]] = []
         self._by_key: dict[tuple[str, str], Article] = {}
         self._kept: list[Article] = []
@@ -213,8 +222,15 @@ class Deduplicator:
             sh, sig = signed
             index = len(self._near_kept)
             self._near_kept.append((article, sh))
+            source = article.source
             for table, band_key in zip(self._tables, self._band_keys(sig), strict=True):
-                table.setdefault(band_key, {}).setdefault(article.source, []).append(index)
+                bucket = table.get(band_key)
+                if bucket is None:
+                    table[band_key] = index
+                    continue
+                if isinstance(bucket, int):
+                    bucket = table[band_key] = {self._near_kept[bucket][0].source: [bucket]}
+                bucket.setdefault(source, []).append(index)
         self._kept.append(article)
         return article
 
@@ -255,35 +271,55 @@ class Deduplicator:
             )
         return keys
 
-    def _shingle_hashes(self, article: Article) -> np.ndarray | None:
-        """Sorted unique 64-bit hashes of the article's word shingles (None: too few of them).
-        A shingle's hash is mixed from its words' hashes, so each word is hashed once."""
-        words = normalize_text(f"{article.title} {article.text}").split()
+    def _shingle_hashes(self, articles: Sequence[Article]) -> list[np.ndarray | None]:
+        """Per article, the sorted unique 64-bit hashes of its word shingles (None: too few).
+        A shingle's hash is mixed from its words' hashes, so each word is hashed once; the
+        mixing and sorting run once over the whole batch, not once per article."""
         size = self.shingle_size
-        if len(words) < size + self.min_shingles - 1:
-            return None  # fewer than min_shingles shingles, even if all distinct
+        texts = [normalized_words(f"{a.title} {a.text}") for a in articles]
         cache = self._word_hash
         if len(cache) > 500_000:  # a bound on a long run's vocabulary
             cache.clear()
+        # articles with enough words for min_shingles shingles, even if all distinct
+        use = [i for i, words in enumerate(texts) if len(words) >= size + self.min_shingles - 1]
+        out: list[np.ndarray | None] = [None] * len(articles)
+        if not use:
+            return out
         get = cache.get
-        hashed = [get(w) for w in words]
+        flat = [w for i in use for w in texts[i]]
+        hashed = [get(w) for w in flat]
         if None in hashed:
-            for w in words:
+            for w in flat:
                 if w not in cache:
                     cache[w] = zlib.crc32(w.encode("utf-8"))
-            hashed = [cache[w] for w in words]
+            hashed = [cache[w] for w in flat]
         wh = np.array(hashed, dtype=np.uint64)
-        n = len(words) - size + 1
+        n = len(flat) - size + 1
         mixed = wh[:n].copy()
         for k in range(1, size):
             mixed = mixed * _MIX[(k - 1) % 2] + wh[k : k + n]
-        sh = np.unique(mixed)
-        return sh if len(sh) >= self.min_shingles else None
+        # the shingles that start and end inside one article: its first len - size + 1 positions
+        lengths = np.array([len(texts[i]) for i in use], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        counts = lengths - size + 1
+        owner = np.repeat(np.arange(len(use)), counts)
+        pos = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        values = mixed[np.repeat(starts, counts) + pos]
+        order = np.lexsort((values, owner))  # by article, then by hash
+        values, owner = values[order], owner[order]
+        first = np.ones(len(values), dtype=bool)
+        first[1:] = (values[1:] != values[:-1]) | (owner[1:] != owner[:-1])
+        values, owner = values[first], owner[first]
+        kept = np.bincount(owner, minlength=len(use))
+        for i, sh, count in zip(use, np.split(values, np.cumsum(kept)[:-1]), kept, strict=True):
+            if count >= self.min_shingles:
+                out[i] = sh
+        return out
 
     def _sign(self, articles: Sequence[Article]) -> list[_Signed]:
         """(shingle hashes, MinHash signature) per article (None: too few shingles), the
         signatures in chunks of articles whose shingles fit ``_CELLS`` numpy cells."""
-        found = [self._shingle_hashes(a) for a in articles]
+        found = self._shingle_hashes(articles)
         shs = {i: sh for i, sh in enumerate(found) if sh is not None}
         out: list[_Signed] = [None] * len(articles)
         todo = list(shs)
@@ -298,8 +334,16 @@ class Deduplicator:
                 start += 1
             lengths = [len(shs[i]) for i in chunk]
             hv = np.concatenate([shs[i] for i in chunk]) & _MAX_HASH
-            # datasketch: ((a * h + b) mod p) & max_hash, uint64 arithmetic wrapping as there
-            phv = ((hv[None, :] * self._a + self._b) % _PRIME) & _MAX_HASH
+            # datasketch: ((a * h + b) mod p) & max_hash, uint64 arithmetic wrapping as there.
+            # p = 2**61 - 1, so x mod p is (x & p) + (x >> 61), less p at most once: a few
+            # cheap operations in place instead of a 64-bit division per cell.
+            phv = hv[None, :] * self._a
+            phv += self._b
+            high = phv >> np.uint64(61)
+            phv &= _PRIME
+            phv += high
+            np.subtract(phv, _PRIME, out=phv, where=phv >= _PRIME)
+            phv &= _MAX_HASH
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
             mins = np.minimum.reduceat(phv, offsets, axis=1)
             for j, i in enumerate(chunk):
@@ -314,7 +358,12 @@ class Deduplicator:
         candidates: set[int] = set()
         for table, key in zip(self._tables, self._band_keys(sig), strict=True):
             bucket = table.get(key)
-            if bucket:
+            if bucket is None:
+                continue
+            if isinstance(bucket, int):
+                if self._near_kept[bucket][0].source != article.source:
+                    candidates.add(bucket)
+            else:
                 for source, indices in bucket.items():
                     if source != article.source:  # same-source look-alikes are kept apart
                         candidates.update(indices)

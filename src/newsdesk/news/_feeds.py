@@ -1,8 +1,11 @@
 """Feed bytes in, normalized ``Article`` objects out. Pure: no network, no disk.
 
 RSS 0.9x/1.0/2.0 and Atom go through feedparser, always handed a byte stream so it can never
-fetch anything itself. JSON Feed 1.x (which feedparser does not read) is parsed here with json.
-Every title and body passes through ``html_to_text``: feed HTML is untrusted.
+fetch anything itself; plain well-formed RSS 2.0 and Atom take a fast path (``_fastfeed``) that
+gives the same entries at a small fraction of the cost. JSON Feed 1.x (which feedparser does not
+read) is parsed here with json. Every title and body passes through ``html_to_text``: feed HTML
+is untrusted. ``open_feed`` builds articles on demand, so a run that needs only a few of a big
+feed's items does not pay for the rest.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import calendar
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from newsdesk._exceptions import SourceError
+from newsdesk.news._fastfeed import fast_entries
 from newsdesk.news._models import Article, Source
 from newsdesk.news._normalize import (
     article_id,
@@ -26,7 +31,7 @@ from newsdesk.news._normalize import (
     html_to_text,
 )
 
-__all__ = ["ParsedFeed", "parse_feed", "MAX_TEXT_CHARS"]
+__all__ = ["ParsedFeed", "parse_feed", "open_feed", "MAX_TEXT_CHARS"]
 
 # One article's text is cut here: a feed that inlines a whole book must not blow up a prompt
 # or the store. Far above any real news article.
@@ -36,12 +41,39 @@ _TITLE_FROM_TEXT_CHARS = 100
 
 @dataclass
 class ParsedFeed:
-    """What one feed yielded: its articles, and warnings about problems that were worked around."""
+    """What one feed yielded: its articles, and warnings about problems that were worked around.
+
+    From ``open_feed`` the articles are built on demand: ``more(n)`` builds the next ``n``
+    (appending them to ``articles``) and ``complete`` says whether every entry has been read."""
 
     articles: list[Article] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     title: str | None = None
     language: str | None = None
+    entries: int = 0  # items in the document, usable or not
+    _rest: Iterator[Article] | None = field(default=None, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        return self._rest is None
+
+    def more(self, n: int) -> list[Article]:
+        """Up to ``n`` further articles (fewer at the end), appended to ``articles`` too."""
+        if self._rest is None:
+            return []
+        start = len(self.articles)
+        for article in self._rest:
+            self.articles.append(article)
+            if len(self.articles) - start >= n:
+                break
+        else:
+            self._rest = None
+        return self.articles[start:]
+
+    def read_all(self) -> ParsedFeed:
+        while self._rest is not None:
+            self.more(1 << 30)
+        return self
 
 
 def parse_feed(data: bytes, source: Source, *, content_type: str | None = None) -> ParsedFeed:
@@ -50,15 +82,30 @@ def parse_feed(data: bytes, source: Source, *, content_type: str | None = None) 
     A feed with syntax errors whose entries still parse is used, with a warning; an empty feed
     gives zero articles. ``source.max_articles`` keeps only the first N entries.
     """
+    return open_feed(data, source, content_type=content_type).read_all()
+
+
+def open_feed(data: bytes, source: Source, *, content_type: str | None = None) -> ParsedFeed:
+    """``parse_feed``, with the articles built on demand (``ParsedFeed.more``)."""
     if not data.strip():
         raise SourceError(source.name, "empty response (no feed in it)")
     if _looks_like_json(data, content_type):
         parsed = _parse_json_feed(data, source)
     else:
         parsed = _parse_xml_feed(data, source, content_type)
-    if source.max_articles is not None and len(parsed.articles) > source.max_articles:
-        del parsed.articles[source.max_articles :]
+    if source.max_articles is not None:
+        if parsed._rest is not None:
+            parsed._rest = _first(parsed._rest, source.max_articles - len(parsed.articles))
+        if len(parsed.articles) > source.max_articles:
+            del parsed.articles[source.max_articles :]
     return parsed
+
+
+def _first(items: Iterator[Article], n: int) -> Iterator[Article]:
+    for i, item in enumerate(items):
+        if i >= n:
+            return
+        yield item
 
 
 # --- XML feeds (feedparser) ------------------------------------------------------------------
@@ -86,8 +133,45 @@ def _fix_char_refs(data: bytes) -> bytes:
 
 
 def _parse_xml_feed(data: bytes, source: Source, content_type: str | None) -> ParsedFeed:
-    warnings: list[str] = []
     data = _fix_char_refs(data)
+    fast = fast_entries(data, _base_uri(source), content_type)
+    if fast is not None:
+        feed_lang = clean_text(_str(fast.language)) or None
+        result = ParsedFeed(
+            title=html_to_text(fast.title) or None, language=feed_lang, entries=len(fast.entries)
+        )
+        result._rest = _articles(fast.entries, source, feed_lang, result.warnings)
+        return result
+    return _parse_with_feedparser(data, source, content_type)
+
+
+def _base_uri(source: Source) -> str:
+    """The base feedparser resolves relative links against (``_feedparse`` gives it the source's
+    URL as Content-Location; a file has none)."""
+    return source.url if source.url.startswith(("http://", "https://")) else ""
+
+
+def _articles(
+    entries: list[Any], source: Source, feed_lang: str | None, warnings: list[str]
+) -> Iterator[Article]:
+    """The articles of feedparser-shaped ``entries``, built one by one; problems go to ``warnings``."""
+    skipped = 0
+    for entry in entries:
+        try:
+            article = _article_from_entry(entry, source, feed_lang)
+        except _UnusableItem as exc:
+            warnings.append(str(exc))
+            continue
+        if article is None:
+            skipped += 1
+        else:
+            yield article
+    if skipped:
+        warnings.append(f"skipped {skipped} entries with neither title nor text")
+
+
+def _parse_with_feedparser(data: bytes, source: Source, content_type: str | None) -> ParsedFeed:
+    warnings: list[str] = []
     parsed = _feedparse(data, source, content_type)
     exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
     exc_name = type(exc).__name__ if exc is not None else ""
@@ -124,20 +208,10 @@ def _parse_xml_feed(data: bytes, source: Source, content_type: str | None) -> Pa
     feed_meta = parsed.get("feed") or {}
     feed_title = html_to_text(feed_meta.get("title")) or None
     feed_lang = clean_text(_str(feed_meta.get("language"))) or None
-    result = ParsedFeed(warnings=warnings, title=feed_title, language=feed_lang)
-    skipped = 0
-    for entry in entries:
-        try:
-            article = _article_from_entry(entry, source, feed_lang)
-        except _UnusableItem as exc:
-            result.warnings.append(str(exc))
-            continue
-        if article is None:
-            skipped += 1
-        else:
-            result.articles.append(article)
-    if skipped:
-        result.warnings.append(f"skipped {skipped} entries with neither title nor text")
+    result = ParsedFeed(
+        warnings=warnings, title=feed_title, language=feed_lang, entries=len(entries)
+    )
+    result._rest = _articles(entries, source, feed_lang, result.warnings)
     return result
 
 

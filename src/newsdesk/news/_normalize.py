@@ -7,6 +7,7 @@ that text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -18,6 +19,7 @@ __all__ = [
     "clean_text",
     "html_to_text",
     "normalize_text",
+    "normalized_words",
     "content_hash",
     "article_id",
     "guess_language",
@@ -48,6 +50,9 @@ _TRACKING_PARAMS = frozenset(
 )
 _TRACKING_PREFIXES = ("utm_", "_ga", "_gl", "_hs", "pk_", "mtm_", "__twitter")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Already canonical: http(s), a lowercase host not ending in ".", no port, user, query or fragment,
+# a non-empty path with nothing urlsplit would drop or reinterpret.
+_CANONICAL = re.compile(r"https?://[a-z0-9-]+(?:\.[a-z0-9-]+)*/[!$&'()*+,\-./0-9:;=@A-Z_a-z~%]*")
 
 
 def _is_tracking(name: str) -> bool:
@@ -55,6 +60,7 @@ def _is_tracking(name: str) -> bool:
     return low in _TRACKING_PARAMS or low.startswith(_TRACKING_PREFIXES)
 
 
+@functools.lru_cache(maxsize=4096)  # one article asks for its URL's canonical form 3-4 times
 def canonical_url(url: str) -> str:
     """One spelling per page, so the same story linked two ways compares equal.
 
@@ -63,6 +69,8 @@ def canonical_url(url: str) -> str:
     an opaque GUID) comes back stripped but otherwise untouched.
     """
     url = url.strip()
+    if _CANONICAL.fullmatch(url):
+        return url  # what the steps below would give back: nothing in it to change
     try:
         parts = urlsplit(url)
     except ValueError:  # e.g. an unbalanced "[" in the host: not a URL we can improve
@@ -161,6 +169,8 @@ class _TextExtractor(HTMLParser):
 # Lone UTF-16 surrogates (a JSON "\ud800" escape, an XML "&#xD800;" reference) are not characters:
 # they cannot be encoded as UTF-8, so one of them would fail the store, the events and the prompt.
 _SURROGATES = re.compile(r"[\ud800-\udfff]")
+# C0 controls but tab, newline and carriage return: invisible, and they break terminals and stores.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def clean_text(value: str | None) -> str:
@@ -170,8 +180,14 @@ def clean_text(value: str | None) -> str:
     """
     if not value:
         return ""
-    value = _SURROGATES.sub("\ufffd", value)
-    return "".join(ch for ch in value if ch >= " " or ch in "\t\n\r")
+    return _clean(value)
+
+
+def _clean(value: str) -> str:
+    # the checks are C scans that spare the common case (ASCII, printable) the regexes
+    if not value.isascii():
+        value = _SURROGATES.sub("\ufffd", value)
+    return value if value.isprintable() else _CONTROLS.sub("", value)
 
 
 def html_to_text(html: str | None) -> str:
@@ -182,20 +198,25 @@ def html_to_text(html: str | None) -> str:
     """
     if not html:
         return ""
-    html = _SURROGATES.sub("\ufffd", html)
-    parser = _TextExtractor()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # the stdlib parser is lenient, but never let odd input crash a feed
-        pass
-    text = "".join(parser.parts)
+    if not html.isascii():
+        html = _SURROGATES.sub("\ufffd", html)
+    if "<" in html or "&" in html:
+        parser = _TextExtractor()
+        try:
+            parser.feed(html)
+            parser.close()
+        except Exception:  # the stdlib parser is lenient, but never let odd input crash a feed
+            pass
+        text = "".join(parser.parts)
+    else:
+        text = html  # no tag, no reference: what the parser would hand back as it is
     # NUL and other C0 controls are invisible and break some terminals and stores.
-    text = "".join(ch for ch in text if ch >= " " or ch in "\t\n\r")
-    return _WS.sub(" ", text).strip()
+    if not text.isprintable():
+        text = _CONTROLS.sub("", text)
+    return " ".join(text.split())  # one space between words (str.split's whitespace is \s's)
 
 
-_NON_WORD = re.compile(r"[^\w\s]+")
+_WORD = re.compile(r"\w+")
 
 
 def normalize_text(text: str) -> str:
@@ -204,9 +225,13 @@ def normalize_text(text: str) -> str:
     NFKC folds look-alike characters (full-width letters, ligatures), punctuation goes, so a
     re-typeset copy of a story hashes the same.
     """
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _NON_WORD.sub(" ", text)
-    return _WS.sub(" ", text).strip()
+    return " ".join(normalized_words(text))
+
+
+def normalized_words(text: str) -> list[str]:
+    """``normalize_text(text).split()``: the runs of word characters (punctuation and spacing
+    both separate words)."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def content_hash(title: str, text: str) -> str:
@@ -243,6 +268,10 @@ def article_id(
 
 # Languages written in Cyrillic: a feed that declares one of these keeps its own label.
 _CYRILLIC_LANGS = frozenset({"ru", "uk", "be", "bg", "sr", "mk", "kk", "ky", "tg", "mn"})
+# The letters (``str.isalpha``) of the Cyrillic block U+0400-U+04FF.
+_CYRILLIC_LETTER = re.compile(
+    "[" + "".join(re.escape(c) for c in map(chr, range(0x400, 0x500)) if c.isalpha()) + "]"
+)
 
 
 def _base_language(tag: str | None) -> str | None:
@@ -259,12 +288,10 @@ def guess_language(text: str, declared: str | None = None) -> str:
     a real detector would be a dependency for little gain.
     """
     declared_base = _base_language(declared)
-    letters = cyrillic = 0
-    for ch in text[:2000]:
-        if ch.isalpha():
-            letters += 1
-            if "\u0400" <= ch <= "\u04ff":
-                cyrillic += 1
+    sample = text[:2000]
+    cyrillic = 0 if sample.isascii() else len(_CYRILLIC_LETTER.findall(sample))
+    # letters only matter for Cyrillic text or a Cyrillic label; counting them costs the most
+    letters = sum(map(str.isalpha, sample)) if cyrillic or declared_base in _CYRILLIC_LANGS else 0
     if letters and cyrillic / letters > 0.3:
         return declared_base if declared_base in _CYRILLIC_LANGS else "ru"
     # A Cyrillic-script label on plainly Latin text is wrong; on too little text, trust the feed.

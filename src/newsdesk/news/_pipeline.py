@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from newsdesk.news._events import (
     SourceOk,
 )
 from newsdesk.news._executor import AnalysisExecutor, AnalysisJob, LocalExecutor
-from newsdesk.news._feeds import parse_feed
+from newsdesk.news._feeds import ParsedFeed, open_feed
 from newsdesk.news._fetch import Fetcher, FetchResult, Validators
 from newsdesk.news._models import Article, ArticleAnalysis, Source
 from newsdesk.news._prompt import PROMPT_VERSION
@@ -261,9 +262,7 @@ class NewsRun:
         (the model and LiteLLM's import take seconds; the first analysis waits for them, the
         sources do not)."""
         if self._executor is None:
-            from newsdesk._backend import aimport_litellm
-
-            self._warm = asyncio.create_task(aimport_litellm())
+            self._warm = asyncio.create_task(_import_litellm_and_freeze())
         self._parts = asyncio.create_task(self._prepare_analysis())
         if self._fetcher is None:
             kw: dict[str, Any] = {"concurrency": self.options.fetch_concurrency}
@@ -326,22 +325,24 @@ class NewsRun:
         t0 = time.perf_counter()
         self._fetching[source.name] = source
         try:
-            result, articles, warnings = await self._fetch(source)
+            result, feed, validators = await self._fetch(source)
+            # Articles are built, deduplicated and budgeted chunk by chunk in a worker thread;
+            # once ``limit`` new articles are found the rest of a big feed is never built.
+            found, to_analyze, merged = await self._sort(source, feed)
+            await self._record(source, result, feed, validators)
             del self._fetching[source.name]
             self.done.sources_ok += 1
-            # Dedup and budget are decided first (in a worker thread, chunk by chunk), then the
-            # events go out in order (source_ok, its articles) and only then are the analyses
-            # started: an analysis event can never overtake the article event it belongs to.
-            found, to_analyze, merged = await self._sort(source, articles)
+            # The events go out in order (source_ok, its articles) and only then are the
+            # analyses started: an analysis event can never overtake its article's event.
             self._emit(
                 SourceOk(
                     source=source.name,
                     url=source.url,
                     title=self._feed_titles.get(source.name),
-                    articles=len(articles),
+                    articles=len(feed.articles) if feed.complete else feed.entries,
                     new_articles=len(to_analyze),
                     not_modified=result.not_modified,
-                    warnings=warnings,
+                    warnings=feed.warnings,
                     elapsed=time.perf_counter() - t0,
                 )
             )
@@ -349,7 +350,10 @@ class NewsRun:
                 self._emit(event)
             for article in to_analyze:
                 self._pending[article.id] = article
+            for i, article in enumerate(to_analyze, start=1):
                 self._spawn(self.analyze(article))
+                if i % 256 == 0:
+                    await asyncio.sleep(0)  # thousands of new articles: let other work run
             if merged and self.store is not None:
                 await self.store.upsert_articles(merged)  # the kept copies now list this source too
         except SourceError as exc:
@@ -362,8 +366,9 @@ class NewsRun:
             self._fetching.pop(source.name, None)
             self._source_failed(source, f"unexpected {type(exc).__name__}: {exc}")
 
-    async def _fetch(self, source: Source) -> tuple[FetchResult, list[Article], list[str]]:
-        """The source's articles, from the network, or from the store when it answers 304."""
+    async def _fetch(self, source: Source) -> tuple[FetchResult, ParsedFeed, Validators]:
+        """The source's feed, from the network (its articles built on demand, see ``_sort``), or
+        from the store when it answers 304; and the validators the request was sent with."""
         assert self._fetcher is not None
         validators = None
         if self.store is not None:
@@ -371,53 +376,60 @@ class NewsRun:
             if etag or modified:
                 validators = Validators(etag=etag, last_modified=modified)
         result = await self._fetcher.fetch(source, validators)
-        warnings: list[str] = []
         if result.not_modified:
             # 304: no parsing, no analysis; the articles it carried last time come from the store.
             articles = await self.store.last_articles(source.url) if self.store is not None else []
+            if source.max_articles is not None:
+                articles = articles[: source.max_articles]
+            feed = ParsedFeed(articles=articles, entries=len(articles))
         else:
-            parsed = await asyncio.to_thread(
-                parse_feed, result.body, source, content_type=result.content_type
+            # a thread: a big feed's XML takes a while, and other sources' events keep flowing
+            feed = await asyncio.to_thread(
+                open_feed, result.body, source, content_type=result.content_type
             )
-            articles, warnings = parsed.articles, parsed.warnings
-            if parsed.title:
-                self._feed_titles[source.name] = parsed.title
-        if source.max_articles is not None:
-            articles = articles[: source.max_articles]
-        if self.store is not None:
-            # Every article the source carried is stored (duplicates and those past the limit
-            # too), so a later 304 can hand back all of them; a 304 is a success as well, and
-            # keeps the validators when the server did not repeat them.
-            old = validators or Validators()
-            await self.store.record_fetch(
-                source,
-                list(articles),
-                etag=result.etag or old.etag,
-                last_modified=result.last_modified or old.last_modified,
-            )
-        return result, articles, warnings
+            if feed.title:
+                self._feed_titles[source.name] = feed.title
+        return result, feed, validators or Validators()
+
+    async def _record(
+        self, source: Source, result: FetchResult, feed: ParsedFeed, old: Validators
+    ) -> None:
+        """Store the articles the source carried and its state (a 304 is a success as well, and
+        keeps the validators when the server did not repeat them).
+
+        Every article read is stored (duplicates and those past the limit too), so a later 304
+        can hand back all of them. A feed whose reading stopped early at the limit is stored
+        without validators: the next run fetches and reads it whole."""
+        if self.store is None:
+            return
+        etag, modified = result.etag or old.etag, result.last_modified or old.last_modified
+        if not feed.complete:
+            etag = modified = None
+        await self.store.record_fetch(
+            source, list(feed.articles), etag=etag, last_modified=modified
+        )
 
     async def _sort(
-        self, source: Source, articles: list[Article]
+        self, source: Source, feed: ParsedFeed
     ) -> tuple[list[ArticleFound], list[Article], list[Article]]:
         """(article events, the new articles to analyze, kept copies that gained this source).
 
-        Deduplicated in chunks off the event loop; once ``limit`` new articles are found the
-        rest are neither deduplicated nor reported (they were stored by ``_fetch``, so a later
-        304 still hands back the whole feed)."""
+        Built and deduplicated in chunks off the event loop; once ``limit`` new articles are
+        found the rest are neither built, deduplicated, reported nor stored."""
         found: list[ArticleFound] = []
         to_analyze: list[Article] = []
         merged: list[Article] = []
-        for start in range(0, len(articles), DEDUP_CHUNK):
-            if self._budget is not None and self._budget <= 0:
+        done = 0
+        while self._budget is None or self._budget > 0:
+            ready = len(feed.articles) - done
+            if ready <= 0 and feed.complete:
                 break
-            chunk = articles[start : start + DEDUP_CHUNK]
-            # small feeds (the usual case) are cheaper to deduplicate than a thread hop
-            verdicts = (
-                await asyncio.to_thread(self._dedup.add_many, chunk)
-                if len(chunk) > 32
-                else self._dedup.add_many(chunk)
-            )
+            if feed.complete and ready <= 32:
+                # small feeds (the usual case) are cheaper to deduplicate than a thread hop
+                chunk, verdicts = self._take(feed, done)
+            else:
+                chunk, verdicts = await asyncio.to_thread(self._take, feed, done)
+            done += len(chunk)
             for article, verdict in zip(chunk, verdicts, strict=True):
                 if isinstance(verdict, Duplicate):
                     self.done.duplicates += 1
@@ -439,6 +451,13 @@ class NewsRun:
                 found.append(_found(verdict, source.name, sources=list(verdict.sources)))
                 to_analyze.append(verdict)
         return found, to_analyze, merged
+
+    def _take(self, feed: ParsedFeed, done: int) -> tuple[list[Article], list[Article | Duplicate]]:
+        """The next chunk of the feed's articles (built now if need be) and their verdicts."""
+        chunk = feed.articles[done : done + DEDUP_CHUNK]
+        if len(chunk) < DEDUP_CHUNK and not feed.complete:
+            chunk += feed.more(DEDUP_CHUNK - len(chunk))
+        return chunk, self._dedup.add_many(chunk)
 
     def _source_failed(self, source: Source, reason: str) -> None:
         self.done.sources_failed += 1
@@ -570,6 +589,24 @@ class NewsRun:
                 reason=reason,
             )
         )
+
+
+_frozen = False
+
+
+async def _import_litellm_and_freeze() -> None:
+    """LiteLLM's import, then, once per process, ``gc.freeze()``: the import leaves about a
+    million long-lived objects, and every full garbage collection would walk all of them again,
+    holding the GIL (~0.5 s here) - a stall of the event loop each time a big feed's articles
+    pile up. Frozen, they are left out of collections; whatever garbage exists at that moment
+    is kept, once."""
+    global _frozen
+    from newsdesk._backend import aimport_litellm
+
+    await aimport_litellm()
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 def run_pipeline(

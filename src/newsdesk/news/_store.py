@@ -51,6 +51,15 @@ BUSY_TIMEOUT = 10.0
 RunStatus = Literal["running", "finished", "cancelled", "interrupted"]
 
 
+_UPSERT_ARTICLE = (
+    "INSERT INTO articles (id, data, source, url, title, published, sources, first_seen, "
+    "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(id) DO UPDATE SET data = excluded.data, source = excluded.source, "
+    "url = excluded.url, title = excluded.title, published = excluded.published, "
+    "sources = excluded.sources, last_seen = excluded.last_seen"
+)
+
+
 class SourceHealth(BaseModel):
     """How a source has been doing: when it last worked, when and why it last failed."""
 
@@ -417,29 +426,28 @@ class Store:
 
     def _upsert_article(self, conn: sqlite3.Connection, article: Article) -> None:
         row = conn.execute("SELECT sources FROM articles WHERE id = ?", (article.id,)).fetchone()
+        merged = self._merged(article, json.loads(row["sources"]) if row else [])
+        conn.execute(_UPSERT_ARTICLE, self._row(merged, _iso(_now())))
+
+    @staticmethod
+    def _merged(article: Article, old: list[str]) -> Article:
         # Sources only ever grow: a later sighting by one feed must not forget the others.
-        old: list[str] = json.loads(row["sources"]) if row else []
-        merged = article.model_copy(
+        return article.model_copy(
             update={"sources": _merge(old, [article.source], article.sources)}
         )
-        now = _iso(_now())
-        conn.execute(
-            "INSERT INTO articles (id, data, source, url, title, published, sources, first_seen, "
-            "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET data = excluded.data, source = excluded.source, "
-            "url = excluded.url, title = excluded.title, published = excluded.published, "
-            "sources = excluded.sources, last_seen = excluded.last_seen",
-            (
-                merged.id,
-                merged.model_dump_json(),
-                merged.source,
-                merged.url,
-                merged.title,
-                _iso(merged.published) if merged.published else None,
-                json.dumps(merged.sources),
-                now,
-                now,
-            ),
+
+    @staticmethod
+    def _row(merged: Article, now: str) -> tuple[Any, ...]:
+        return (
+            merged.id,
+            merged.model_dump_json(),
+            merged.source,
+            merged.url,
+            merged.title,
+            _iso(merged.published) if merged.published else None,
+            json.dumps(merged.sources),
+            now,
+            now,
         )
 
     def upsert_article(self, article: Article) -> None:
@@ -453,8 +461,20 @@ class Store:
         if not articles:
             return
         with self._write("save articles") as conn:
+            # one look-up and one executemany for the batch, not two statements per article
+            rows = conn.execute(
+                "SELECT id, sources FROM articles WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list({a.id for a in articles})),),
+            ).fetchall()
+            known: dict[str, list[str]] = {r["id"]: json.loads(r["sources"]) for r in rows}
+            now = _iso(_now())
+            values = []
             for article in articles:
-                self._upsert_article(conn, article)
+                # the same id twice in one batch: the later one merges the earlier's sources
+                merged = self._merged(article, known.get(article.id, []))
+                known[article.id] = merged.sources
+                values.append(self._row(merged, now))
+            conn.executemany(_UPSERT_ARTICLE, values)
 
     def get_article(self, article_id: str) -> Article | None:
         with self._guard("read article") as conn:
