@@ -15,6 +15,7 @@ goes out, so a killed run loses nothing and the next run reuses it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import time
@@ -121,6 +122,13 @@ class NewsRun:
         self._llm_topic = True
         self._budget = options.limit  # new articles still to analyze (None: no limit)
         self._slots = asyncio.Semaphore(options.concurrency)
+        # Articles wait here, per source, until one of at most ``_max_analyzing`` analysis tasks
+        # takes them: a 10,000-article run keeps a bounded number of tasks (and their requests)
+        # alive, not one per article. Taken round-robin across sources, so a source that
+        # answers late is not queued behind another's backlog.
+        self._backlog: dict[str, collections.deque[Article]] = {}
+        self._analyzing = 0
+        self._max_analyzing = max(64, 4 * options.concurrency)
         # kept for the digest only: a long run without one must not grow with its articles
         self._finished: list[tuple[Article, ArticleAnalysis]] = []
         self._stopped = False
@@ -231,6 +239,27 @@ class NewsRun:
 
     def _emit(self, event: Event) -> None:
         self._queue.put_nowait(event)
+
+    def _feed_analyses(self) -> None:
+        while self._backlog and self._analyzing < self._max_analyzing:
+            if self._deadline_hit or self._stopped:
+                return  # what is left is reported by the deadline / stop, not analyzed
+            name = next(iter(self._backlog))
+            articles = self._backlog.pop(name)
+            article = articles.popleft()
+            if articles:
+                self._backlog[name] = articles  # to the back: the next source goes next
+            self._analyzing += 1
+            self._spawn(self._analyze_next(article))
+
+    async def _analyze_next(self, article: Article) -> None:
+        try:
+            await self.analyze(article)
+        finally:
+            self._analyzing -= 1
+            # the next task is spawned before this one ends, so the task set never empties
+            # while articles wait
+            self._feed_analyses()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -350,10 +379,9 @@ class NewsRun:
                 self._emit(event)
             for article in to_analyze:
                 self._pending[article.id] = article
-            for i, article in enumerate(to_analyze, start=1):
-                self._spawn(self.analyze(article))
-                if i % 256 == 0:
-                    await asyncio.sleep(0)  # thousands of new articles: let other work run
+            if to_analyze:
+                self._backlog.setdefault(source.name, collections.deque()).extend(to_analyze)
+                self._feed_analyses()
             if merged and self.store is not None:
                 await self.store.upsert_articles(merged)  # the kept copies now list this source too
         except SourceError as exc:
