@@ -30,6 +30,7 @@ from newsdesk._exceptions import (
     RateLimited,
     UnknownModelError,
 )
+from newsdesk._lean import lean_call
 from newsdesk._request import Request
 from newsdesk._response import Completion, Usage
 
@@ -91,9 +92,10 @@ def _import_litellm() -> Any:
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
-        from newsdesk import _local
+        from newsdesk import _lean, _local
 
         _local.register(litellm)
+        _lean.install(litellm)
         for name in _WARM:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
@@ -329,7 +331,10 @@ class LiteLLMBackend:
     async def complete(self, request: Request) -> Completion:
         litellm = await aimport_litellm()
         with translate_errors(request.model):
-            resp = await litellm.acompletion(**self._kwargs(request))
+            kw = self._kwargs(request)
+            # Without the success logging and re-pricing nobody here reads (see _lean).
+            with lean_call(litellm, kw):
+                resp = await litellm.acompletion(**kw)
             choice = resp.choices[0]
             text = choice.message.content
             if text is None:
