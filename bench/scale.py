@@ -250,19 +250,30 @@ async def main(args: argparse.Namespace) -> str:
                 jobs = bench.jobs(args.rate_jobs)
                 provider.reset()
                 provider.control(latency=args.latency)
-                wall, finished = await bench.run(jobs)
-                # Calls in any `window` seconds never exceed the limit (completion times: a call
-                # ends one latency after it starts, so shifting does not change the counts).
-                worst = max(sum(1 for t in finished if s <= t < s + window) for s in finished)
-                steady = [t for t in finished if t >= window]
-                rate = len(steady) / (finished[-1] - window) if len(steady) > 1 else float("nan")
+                wall, _finished = await bench.run(jobs)
+                # Calls in any `window` seconds never exceed the limit: counted where the provider
+                # stamps each request's arrival (the producer sees results later, and in bunches
+                # when its listener catches up, so its completion times would miscount).
+                stamps = sorted(r["_received"] for r in provider.stats()["last_requests"])
+                arrived = [t - stamps[0] for t in stamps]
+                worst = max(sum(1 for t in arrived if s <= t < s + window) for s in arrived)
+                # the limiter counts when a worker is let through; the request reaches the
+                # provider a little later (LiteLLM's preparation, a thread hop), and that delay
+                # varies, so arrivals are also counted in windows 5 % shorter (as the tests do)
+                worst95 = max(
+                    sum(1 for t in arrived if s <= t < s + 0.95 * window) for s in arrived
+                )
+                # a moving window lets `limit` through at once, then `limit` per window: the
+                # long-run rate is what comes after the first `limit` calls
+                rate = (len(arrived) - limit) / arrived[-1] if arrived[-1] > 0 else float("nan")
                 allowed = limit / window
                 calls = provider.stats()["calls"]
                 lines.append(
                     f"Global limit {limit:g} requests per {window:g} s ({allowed:.2f}/s) across 3 workers: "
-                    f"{len(jobs)} jobs ({calls} provider calls) in {wall:.1f} s; after the first window "
-                    f"{rate:.2f} calls/s = {rate / allowed * 100:.0f} % of the limit; most in any "
-                    f"{window:g} s window: {worst} (limit {limit:g})."
+                    f"{len(jobs)} jobs ({calls} provider calls) in {wall:.1f} s; after the first "
+                    f"{limit:g} calls {rate:.2f} calls/s = {rate / allowed * 100:.0f} % of the limit; "
+                    f"most arrivals at the provider in any {window:g} s: {worst}, in any "
+                    f"{0.95 * window:g} s: {worst95} (limit {limit:g})."
                 )
                 print(lines[-1], file=sys.stderr)
         finally:

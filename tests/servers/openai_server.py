@@ -35,7 +35,7 @@ Endpoints
     ``malformed``, ``hang``, ``midstream``, ``empty``.
 ``GET /_stats``
     ``calls``, ``completed``, ``in_flight``, ``max_in_flight``, ``by_model``, ``faults_served``,
-    ``last_requests`` (the last 50 request bodies, each annotated with ``_auth_present``,
+    ``last_requests`` (the last 200 request bodies, each annotated with ``_auth_present``,
     ``_auth_sha256`` = sha256 of the raw ``Authorization`` header value, and
     ``_api_key_sha256`` = sha256 of the bearer token, ``_received`` = arrival time (``time.time()``);
     the key itself is never stored).
@@ -95,7 +95,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CHAT_PATH = "/v1/chat/completions"
 MODELS = ("gpt-4o-mini", "gpt-4o", "newsdesk-test", "newsdesk-test-json")
 FAULT_KINDS = frozenset({"500", "503", "429", "malformed", "hang", "midstream", "empty"})
-LAST_REQUESTS_KEPT = 50
+LAST_REQUESTS_KEPT = 200
 HANG_SECONDS = 3600.0
 _RECORD_KEY = "newsdesk.record"
 
