@@ -164,7 +164,7 @@ analysis (the provider alone takes {args.latency} s):
 
 Where the time goes: a source's first article waits for its provider answer and for its
 embedding (~0.3–0.6 s of one core for a 1,100-character article, plus up to one article already
-in the engine), so with embeddings on the first result comes ~1.5–2 s after its source answers;
+in the engine), so with embeddings on the first result comes ~1.4 s after its source answers;
 without them, the provider's latency plus a few milliseconds. From the process start, a cold
 process first checks the model, which imports LiteLLM (8.2 s on this machine in the "core"
 section's run), before it fetches: no source is read before that.
