@@ -451,16 +451,19 @@ def test_stats_and_reset(openai_server: OpenAIServerHandle) -> None:
     assert chat(openai_server).status_code == 200  # fault queue cleared, latency back to 0
 
 
-def test_last_requests_keeps_fifty(openai_server: OpenAIServerHandle) -> None:
+def test_last_requests_keeps_the_newest(openai_server: OpenAIServerHandle) -> None:
+    from tests.servers.openai_server import LAST_REQUESTS_KEPT
+
     with httpx.Client(base_url=openai_server.url, trust_env=False) as client:
-        for i in range(55):
+        for i in range(LAST_REQUESTS_KEPT + 5):
             client.post(
                 "/chat/completions",
                 json={"model": "m", "messages": [{"role": "user", "content": f"n{i}"}]},
             )
     last = openai_server.stats()["last_requests"]
-    assert len(last) == 50
-    assert last[0]["messages"][0]["content"] == "n5" and last[-1]["messages"][0]["content"] == "n54"
+    assert len(last) == LAST_REQUESTS_KEPT
+    assert last[0]["messages"][0]["content"] == "n5"
+    assert last[-1]["messages"][0]["content"] == f"n{LAST_REQUESTS_KEPT + 4}"
 
 
 def test_global_latency_and_chunk_delay(openai_server: OpenAIServerHandle) -> None:
