@@ -87,7 +87,10 @@ class RedisSingleFlightBackend(WrapperBackend):
         url: str,
         stats: CallStats,
         *,
-        lock_ttl: float = 30.0,
+        # A killed leader holds its identical followers up to this long: redelivered jobs of a
+        # SIGKILLed worker waited the full 30 s of the old default (bench/scale.py). The live
+        # leader renews every third of it, one Redis command each.
+        lock_ttl: float = 6.0,
         done_ttl: float = 30.0,
         poll: float = 0.5,
     ) -> None:
