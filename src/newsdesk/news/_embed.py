@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 import numpy as np
 
 from newsdesk._exceptions import MissingExtraError
+from newsdesk.news._heads import LinearHead, load_head
 from newsdesk.news._models import TOPICS
 from newsdesk.news._prototypes import embed_fixed
 
@@ -278,6 +279,7 @@ class TopicClassifier:
         temperature: float = 0.006,
         article_kind: Kind = "passage",
         topic_kind: Kind = "query",
+        head: bool = True,
     ) -> None:
         self.embedder = embedder if embedder is not None else default_embedder()
         self.topics = dict(topics)
@@ -287,6 +289,11 @@ class TopicClassifier:
         self.article_kind: Kind = article_kind
         self.topic_kind: Kind = topic_kind
         self._vectors: Vectors | None = None
+        # the trained head (news/_heads.py) for this embedder's passage vectors, if one ships;
+        # ``head=False`` keeps the zero-shot prototypes alone
+        self.head: LinearHead | None = None
+        if head and article_kind == "passage":
+            self.head = load_head("topic", self.embedder.name, self.names)
 
     @property
     def topic_vectors(self) -> Vectors:
@@ -323,15 +330,20 @@ class TopicClassifier:
         """Best topic and its confidence (0-1) for each text (title + body, see ``article_text``)."""
         if not texts:
             return []
-        return self._decide(self.scores(texts))
+        return self.classify_vectors(self.embedder.embed(list(texts), kind=self.article_kind))
 
     def classify_vectors(self, vectors: np.ndarray) -> list[tuple[str, float]]:
         """Like ``classify`` for vectors already embedded with ``kind=self.article_kind``."""
         v = np.asarray(vectors, dtype=np.float32).reshape(-1, self.topic_vectors.shape[1])
-        return self._decide(v @ self.topic_vectors.T) if len(v) else []
-
-    def _decide(self, s: np.ndarray) -> list[tuple[str, float]]:
-        z = np.exp((s - s.max(axis=1, keepdims=True)) / self.temperature)
+        if not len(v):
+            return []
+        # zero-shot logits: the cosines at the calibrated temperature
+        logits = (v @ self.topic_vectors.T) / self.temperature
+        if self.head is not None:
+            # the trained head, with the prototypes as a prior (weighted as the head was trained)
+            order = [self.head.labels.index(n) for n in self.names]
+            logits = self.head.logits(v)[:, order] + self.head.prior_weight * logits
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
         p = z / z.sum(axis=1, keepdims=True)
         best = p.argmax(axis=1)
         return [(self.names[int(b)], float(p[i, b])) for i, b in enumerate(best)]
