@@ -126,3 +126,34 @@ def test_watch_bad_interval_is_a_clear_error() -> None:
     r = run_cli("watch", "https://feed.test/rss", "--every", "soon")
     assert r.returncode != 0
     assert "--every" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_watch_no_embeddings_leaves_topic_to_the_llm_and_gives_no_stories(
+    openai_server: OpenAIServerHandle, feed_server: FeedServer, tmp_path: Any
+) -> None:
+    name = unique("watch-noembed")
+    feed_server.set_feed(
+        name,
+        rss(
+            [
+                item(f"Plain {i}", f"{words(f'ne{i}')} {answer(f'Plain summary {i}')}",
+                     f"https://wne.test/{i}")
+                for i in range(2)
+            ]
+        ),
+    )  # fmt: skip
+    r = run_cli(
+        "watch", f"{feed_server.url}/feeds/{name}", "--polls", "1", "--format", "jsonl",
+        "--no-embeddings", "--model", MODEL, "--api-base", openai_server.url, "--cache", "off",
+        "--store", str(tmp_path / "noembed.db"), timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    analyses = [e for e in events if e["event"] == "analysis"]
+    assert sorted(e["title"] for e in analyses) == ["Plain 0", "Plain 1"]
+    # With the embedding step every analysis has a story id (tests/news/test_cli_analyze.py).
+    assert all(e["story"] is None and e["topic_by"] == "llm" for e in analyses)
+    bad = run_cli("watch", "https://feed.test/rss", "--no-embeddings", "--topic-by", "embedding")
+    assert bad.returncode != 0 and "needs the embedding step" in bad.stderr
+    assert "Traceback" not in bad.stderr + bad.stdout
