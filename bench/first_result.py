@@ -33,11 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._env import ROOT  # noqa: E402 - first: paths, environment, a private NEWSDESK_HOME
 from bench._report import write_section  # noqa: E402
 from bench.pipeline import _rss  # noqa: E402
 from tests.servers.plugin import start_openai_server  # noqa: E402

@@ -36,7 +36,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -45,15 +44,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
+
 os.environ["OPENAI_API_KEY"] = "sk-bench"
-# Nothing here may read or write a real cache or store.
-os.environ["NEWSDESK_HOME"] = tempfile.mkdtemp(prefix="newsdesk-bench-")
 
 from newsdesk import Gateway, Limits  # noqa: E402
 from newsdesk.news._analyze import analysis_request, analyze_article  # noqa: E402
@@ -125,10 +119,11 @@ def _handler(feeds: _Feeds) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _rss(feed: int) -> bytes:
+def _rss(feed: int, n: int = PER_FEED) -> bytes:
+    """Feed ``feed``'s RSS: ``n`` articles of ~1,100 characters, the same for the same feed."""
     rng = random.Random(feed)
     items = []
-    for i in range(PER_FEED):
+    for i in range(n):
         text = " ".join(rng.choice(_VOCAB) for _ in range(150)).capitalize() + "."
         title = f"Feed {feed} story {i}: " + " ".join(rng.choice(_VOCAB) for _ in range(5))
         items.append(

@@ -20,9 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
 from bench.scale import Bench, start_redis  # noqa: E402
 from newsdesk.scale import QueueExecutor  # noqa: E402
 from tests.servers.plugin import start_openai_server  # noqa: E402

@@ -24,11 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._env import ROOT  # noqa: E402 - first: paths, environment, a private NEWSDESK_HOME
 from newsdesk.news import AnalysisJob, Article  # noqa: E402
 from newsdesk.scale import QueueExecutor  # noqa: E402
 from newsdesk.scale._protocol import live_workers, workers_key  # noqa: E402
