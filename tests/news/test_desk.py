@@ -183,6 +183,7 @@ class FunctionExecutor:
     def __init__(self, fn: Callable[[AnalysisJob], AnalysisResult]) -> None:
         self.fn = fn
         self.jobs: list[AnalysisJob] = []
+        self.slots: list[object] = []  # the llm_slot each job came with
 
     async def analyze(
         self,
@@ -192,8 +193,14 @@ class FunctionExecutor:
         llm_slot: contextlib.AbstractAsyncContextManager[Any] | None = None,
     ) -> AnalysisResult:
         self.jobs.append(job)
+        self.slots.append(llm_slot)
         if on_delta is not None:
             on_delta("thinking")
+        return await self.work(job, llm_slot)
+
+    async def work(
+        self, job: AnalysisJob, llm_slot: contextlib.AbstractAsyncContextManager[Any] | None
+    ) -> AnalysisResult:
         return self.fn(job)
 
     async def aclose(self) -> None:
@@ -249,32 +256,24 @@ async def test_an_injected_executor_does_the_analyses_and_the_run_does_the_rest(
     d.close()
 
 
-class SlotExecutor:
+class SlotExecutor(FunctionExecutor):
     """An executor of its own (not ``LocalExecutor``) that does its "provider" work inside the
     run's provider slot, and counts how much of it runs at once."""
 
     def __init__(self) -> None:
+        super().__init__(canned)
         self.in_flight = self.most = 0
-        self.slots: list[object] = []
 
-    async def analyze(
-        self,
-        job: AnalysisJob,
-        on_delta: Callable[[str], None] | None = None,
-        *,
-        llm_slot: contextlib.AbstractAsyncContextManager[Any] | None = None,
+    async def work(
+        self, job: AnalysisJob, llm_slot: contextlib.AbstractAsyncContextManager[Any] | None
     ) -> AnalysisResult:
         assert llm_slot is not None
-        self.slots.append(llm_slot)
         async with llm_slot:
             self.in_flight += 1
             self.most = max(self.most, self.in_flight)
             await asyncio.sleep(0.05)
             self.in_flight -= 1
-        return canned(job)
-
-    async def aclose(self) -> None:
-        pass
+        return self.fn(job)
 
 
 async def test_any_executor_gets_the_runs_provider_slot(
