@@ -22,9 +22,7 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,7 +32,7 @@ PER_FEED = 500
 
 
 def one(n: int, embeddings: bool) -> dict[str, float]:
-    from bench.pipeline import _Feeds, _handler, _rss
+    from bench.pipeline import _Feeds, _rss, serve
     from newsdesk import Gateway, Limits
     from newsdesk._backend import import_litellm
     from newsdesk.news._models import Source
@@ -47,10 +45,7 @@ def one(n: int, embeddings: bool) -> dict[str, float]:
     count = (n + PER_FEED - 1) // PER_FEED
     for f in range(count):
         feeds.bodies[f"/m{f}.xml"] = _rss(f, min(PER_FEED, n - f * PER_FEED))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(feeds))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    base, server = serve(feeds)
     srcs = [Source(name=f"mem{f}", url=f"{base}/m{f}.xml") for f in range(count)]
     with start_openai_server(latency=0.0) as llm, tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "news.db")

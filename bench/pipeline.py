@@ -85,6 +85,7 @@ class _Feeds:
         self.delays: dict[str, float] = {}
         self.hits: dict[str, int] = {}
         self.not_modified = 0
+        self.sent: dict[str, float] = {}  # path -> when its body was last sent in full
         self.lock = threading.Lock()
 
 
@@ -112,6 +113,8 @@ def _handler(feeds: _Feeds) -> type[BaseHTTPRequestHandler]:
             self.send_header("ETag", etag)
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
+            feeds.sent[self.path] = time.time()
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -139,15 +142,21 @@ def _rss(feed: int, n: int = PER_FEED) -> bytes:
     ).encode()
 
 
+def serve(feeds: _Feeds) -> tuple[str, ThreadingHTTPServer]:
+    """Serve ``feeds`` on 127.0.0.1 from a thread: (base URL, server)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(feeds))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
 def start_feeds() -> tuple[str, _Feeds, ThreadingHTTPServer]:
     feeds = _Feeds()
     for f in range(FEEDS):
         feeds.bodies[f"/feed{f}.xml"] = _rss(f)
         feeds.delays[f"/feed{f}.xml"] = DELAYS.get(f, 0.0)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(feeds))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", feeds, server
+    base, server = serve(feeds)
+    return base, feeds, server
 
 
 def sources(base: str) -> list[Source]:
