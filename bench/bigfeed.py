@@ -30,10 +30,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
 from bench.pipeline import _VOCAB  # noqa: E402
 from newsdesk.news._dedup import Deduplicator, Duplicate  # noqa: E402
 from newsdesk.news._feeds import open_feed, parse_feed  # noqa: E402

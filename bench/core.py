@@ -28,13 +28,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-os.environ.setdefault("NEWSDESK_HOME", tempfile.mkdtemp(prefix="newsdesk-bench-"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
 from newsdesk import DiskStore, Gateway, Limits, MemoryStore, Request  # noqa: E402
 from newsdesk._backend import import_litellm  # noqa: E402
 from newsdesk._cache import cache_key  # noqa: E402

@@ -29,11 +29,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
 from bench.embeddings import (  # noqa: E402
     incremental_ids,
     load_data,

@@ -21,10 +21,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._env import ROOT  # noqa: E402 - first: paths, environment, a private NEWSDESK_HOME
 from newsdesk.news._embed import (  # noqa: E402
     STORY_THRESHOLD,
     TOPIC_EXAMPLES,

@@ -27,60 +27,23 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._env import ROOT  # noqa: E402 - first: paths, environment, a private NEWSDESK_HOME
 from bench._report import write_section  # noqa: E402
-from bench.pipeline import _rss  # noqa: E402
+from bench.pipeline import _Feeds, _rss, serve  # noqa: E402
 from tests.servers.plugin import start_openai_server  # noqa: E402
 
 PER_FEED = 32  # what _rss writes
 
 
-class _Feeds:
-    def __init__(self, delays: dict[str, float]) -> None:
-        self.delays = delays
-        self.bodies = {path: _rss(i) for i, path in enumerate(delays)}
-        self.sent: dict[str, float] = {}
-
-
-def _serve(feeds: _Feeds) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            body = feeds.bodies.get(self.path)
-            if body is None:
-                self.send_error(404)
-                return
-            time.sleep(feeds.delays[self.path])
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rss+xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            self.wfile.flush()
-            feeds.sent[self.path] = time.time()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def one_run(api_base: str, slow: float, extra: tuple[str, ...] = ()) -> dict[str, float]:
-    feeds = _Feeds({"/fast.xml": 0.0, "/slow.xml": slow})
-    server = _serve(feeds)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    feeds = _Feeds()
+    for i, (path, delay) in enumerate((("/fast.xml", 0.0), ("/slow.xml", slow))):
+        feeds.bodies[path], feeds.delays[path] = _rss(i), delay
+    base, server = serve(feeds)
     home = tempfile.mkdtemp(prefix="newsdesk-first-")
     env = {
         **os.environ,

@@ -35,19 +35,13 @@ import gc
 import os
 import pstats
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-os.environ.setdefault("NEWSDESK_HOME", tempfile.mkdtemp(prefix="newsdesk-bench-"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
 from newsdesk import Gateway, Request  # noqa: E402
 from newsdesk import _backend as backend_module  # noqa: E402
 from newsdesk._backend import LiteLLMBackend, import_litellm  # noqa: E402

@@ -28,13 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("NEWSDESK_HOME", tempfile.mkdtemp(prefix="newsdesk-bench-"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._env import ROOT  # noqa: E402 - first: paths, environment, a private NEWSDESK_HOME
 from bench._report import write_section  # noqa: E402
 from newsdesk import Gateway, Limits  # noqa: E402
 from newsdesk._backend import LiteLLMBackend  # noqa: E402

@@ -18,47 +18,21 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
-from xml.sax.saxutils import escape
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
 
 PER_FEED = 500
 
 
-def _rss(feed: int, n: int, vocab: list[str]) -> bytes:
-    rng = random.Random(feed)
-    items = []
-    for i in range(n):
-        text = " ".join(rng.choice(vocab) for _ in range(150)).capitalize() + "."
-        title = f"Feed {feed} story {i}: " + " ".join(rng.choice(vocab) for _ in range(5))
-        items.append(
-            f"<item><title>{escape(title)}</title><link>https://mem{feed}.test/{i}</link>"
-            f"<description>{escape(text)}</description></item>"
-        )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-        f"<title>Mem {feed}</title><link>https://mem{feed}.test/</link><description>m</description>"
-        + "".join(items)
-        + "</channel></rss>"
-    ).encode()
-
-
 def one(n: int, embeddings: bool) -> dict[str, float]:
-    os.environ.setdefault("NEWSDESK_HOME", tempfile.mkdtemp(prefix="newsdesk-mem-"))
-    from bench.pipeline import _VOCAB, _Feeds, _handler
+    from bench.pipeline import _Feeds, _rss, serve
     from newsdesk import Gateway, Limits
     from newsdesk._backend import import_litellm
     from newsdesk.news._models import Source
@@ -70,11 +44,8 @@ def one(n: int, embeddings: bool) -> dict[str, float]:
     feeds = _Feeds()
     count = (n + PER_FEED - 1) // PER_FEED
     for f in range(count):
-        feeds.bodies[f"/m{f}.xml"] = _rss(f, min(PER_FEED, n - f * PER_FEED), _VOCAB)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(feeds))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+        feeds.bodies[f"/m{f}.xml"] = _rss(f, min(PER_FEED, n - f * PER_FEED))
+    base, server = serve(feeds)
     srcs = [Source(name=f"mem{f}", url=f"{base}/m{f}.xml") for f in range(count)]
     with start_openai_server(latency=0.0) as llm, tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "news.db")

@@ -36,7 +36,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -45,15 +44,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
+
 os.environ["OPENAI_API_KEY"] = "sk-bench"
-# Nothing here may read or write a real cache or store.
-os.environ["NEWSDESK_HOME"] = tempfile.mkdtemp(prefix="newsdesk-bench-")
 
 from newsdesk import Gateway, Limits  # noqa: E402
 from newsdesk.news._analyze import analysis_request, analyze_article  # noqa: E402
@@ -91,6 +85,7 @@ class _Feeds:
         self.delays: dict[str, float] = {}
         self.hits: dict[str, int] = {}
         self.not_modified = 0
+        self.sent: dict[str, float] = {}  # path -> when its body was last sent in full
         self.lock = threading.Lock()
 
 
@@ -118,6 +113,8 @@ def _handler(feeds: _Feeds) -> type[BaseHTTPRequestHandler]:
             self.send_header("ETag", etag)
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
+            feeds.sent[self.path] = time.time()
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -125,10 +122,11 @@ def _handler(feeds: _Feeds) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _rss(feed: int) -> bytes:
+def _rss(feed: int, n: int = PER_FEED) -> bytes:
+    """Feed ``feed``'s RSS: ``n`` articles of ~1,100 characters, the same for the same feed."""
     rng = random.Random(feed)
     items = []
-    for i in range(PER_FEED):
+    for i in range(n):
         text = " ".join(rng.choice(_VOCAB) for _ in range(150)).capitalize() + "."
         title = f"Feed {feed} story {i}: " + " ".join(rng.choice(_VOCAB) for _ in range(5))
         items.append(
@@ -144,15 +142,21 @@ def _rss(feed: int) -> bytes:
     ).encode()
 
 
+def serve(feeds: _Feeds) -> tuple[str, ThreadingHTTPServer]:
+    """Serve ``feeds`` on 127.0.0.1 from a thread: (base URL, server)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(feeds))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
 def start_feeds() -> tuple[str, _Feeds, ThreadingHTTPServer]:
     feeds = _Feeds()
     for f in range(FEEDS):
         feeds.bodies[f"/feed{f}.xml"] = _rss(f)
         feeds.delays[f"/feed{f}.xml"] = DELAYS.get(f, 0.0)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(feeds))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", feeds, server
+    base, server = serve(feeds)
+    return base, feeds, server
 
 
 def sources(base: str) -> list[Source]:

@@ -20,12 +20,12 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.scale import Bench, start_redis  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
+from bench.scale import Bench  # noqa: E402
 from newsdesk.scale import QueueExecutor  # noqa: E402
 from tests.servers.plugin import start_openai_server  # noqa: E402
+from tests.servers.redis_server import RedisProc  # noqa: E402
 
 
 def _own_ports(redis_port: int) -> set[int]:
@@ -104,7 +104,8 @@ def _fmt(counter: collections.Counter[str], per: float) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     home = Path(tempfile.mkdtemp(prefix="newsdesk-bench-ops-"))
-    redis_proc, url = start_redis(home)
+    redis_server = RedisProc(home).start()
+    url = redis_server.url
     with start_openai_server(latency=args.latency) as provider:
         bench = Bench(home, url, provider.url)
         try:
@@ -144,8 +145,7 @@ async def main(args: argparse.Namespace) -> None:
             )
         finally:
             bench.stop_workers()
-            redis_proc.terminate()
-            redis_proc.wait()
+            redis_server.stop()
 
 
 if __name__ == "__main__":

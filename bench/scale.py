@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +22,14 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import bench._env  # noqa: E402, F401 - first: paths, environment, a private NEWSDESK_HOME
 from newsdesk.news import AnalysisJob, Article  # noqa: E402
 from newsdesk.scale import QueueExecutor  # noqa: E402
 from newsdesk.scale._protocol import live_workers, workers_key  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
 from tests.servers.plugin import start_openai_server  # noqa: E402
+from tests.servers.redis_server import RedisProc  # noqa: E402
+from tests.servers.worker import start_worker  # noqa: E402
 
 MODEL = "openai/bench-model"
 
@@ -44,33 +40,13 @@ class Bench:
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def start_workers(self, n: int, *args: str) -> list[subprocess.Popen[bytes]]:
-        env = {
-            **os.environ,
-            "OPENAI_API_KEY": "sk-bench",
-            "NEWSDESK_HOME": str(self.home),
-            "PYTHONPATH": str(ROOT / "src"),
-            "PYTHONUNBUFFERED": "1",
-        }
         started = []
         for _ in range(n):
-            log = open(self.home / f"worker{len(self.workers)}.log", "wb")  # noqa: SIM115
-            cmd = [
-                sys.executable,
-                "-c",
-                "from newsdesk.cli import main; main()",
-                "worker",
-                "--queue",
-                self.url,
-                "--concurrency",
-                "4",
-                "--no-embeddings",
-                "--cache",
-                "off",
-                "--redeliver-after",
-                "2",
-                *args,
-            ]
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = start_worker(
+                self.url, "--cache", "off", "--redeliver-after", "2", *args, concurrency=4,
+                home=self.home, log=self.home / f"worker{len(self.workers)}.log",
+                api_key="sk-bench",
+            )  # fmt: skip
             self.workers.append(proc)
             started.append(proc)
         return started
@@ -138,38 +114,6 @@ class Bench:
         return wall, sorted(finished)
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit("redis-server did not start") from None
-            time.sleep(0.05)
-    return proc, f"redis://127.0.0.1:{port}/0"
-
-
 def redis_ops(url: str) -> int:
     import redis
 
@@ -182,7 +126,8 @@ def redis_ops(url: str) -> int:
 async def main(args: argparse.Namespace) -> str:
     lines: list[str] = []
     home = Path(tempfile.mkdtemp(prefix="newsdesk-bench-scale-"))
-    redis_proc, url = start_redis(home)
+    redis_server = RedisProc(home).start()
+    url = redis_server.url
     load = os.getloadavg()[0]
     with start_openai_server(latency=args.latency) as provider:
         bench = Bench(home, url, provider.url)
@@ -278,8 +223,7 @@ async def main(args: argparse.Namespace) -> str:
                 print(lines[-1], file=sys.stderr)
         finally:
             bench.stop_workers()
-            redis_proc.terminate()
-            redis_proc.wait()
+            redis_server.stop()
     return "\n".join(lines)
 
 

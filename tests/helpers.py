@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 # The console script installed beside this interpreter (CI does not put the venv on PATH).
 NEWSDESK = Path(sys.executable).with_name("newsdesk")
@@ -69,3 +76,50 @@ def run_cli(*args: str, timeout: float = 90, **extra_env: str) -> subprocess.Com
         timeout=timeout,
         env=cli_env(**extra_env),
     )
+
+
+class JsonLines:
+    """A process's stdout of JSON lines, read in a thread so a test can wait for an event with
+    a timeout. ``seen``: every event read so far."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        assert proc.stdout is not None
+        out = proc.stdout
+        threading.Thread(target=lambda: [self.lines.put(line) for line in out], daemon=True).start()
+
+    def until(self, pred: Callable[[dict[str, Any]], bool], timeout: float = 120) -> dict[str, Any]:
+        """The next event for which ``pred`` is true (the ones before it are in ``seen``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"not seen in {timeout} s; events so far: {self.seen}"
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line.strip():
+                ev = json.loads(line)
+                self.seen.append(ev)
+                if pred(ev):
+                    return ev
+
+
+@contextlib.contextmanager
+def watching(
+    url: str, model: str, api_base: str, store: Path, *args: str
+) -> Iterator[tuple[subprocess.Popen[str], JsonLines]]:
+    """``newsdesk watch URL --every 1s --format jsonl --cache off`` as a user runs it, and its
+    events as they come; killed on the way out if it is still running."""
+    proc = subprocess.Popen(
+        [str(NEWSDESK), "watch", url, "--every", "1s", "--format", "jsonl", "--model", model,
+         "--api-base", api_base, "--cache", "off", "--store", str(store), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
+    )  # fmt: skip
+    try:
+        yield proc, JsonLines(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

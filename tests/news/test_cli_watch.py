@@ -5,18 +5,14 @@ summary and every article analyzed once."""
 from __future__ import annotations
 
 import json
-import queue
 import signal
-import subprocess
-import threading
-import time
 from typing import Any
 
 import pytest
 
 from newsdesk._exceptions import ConfigError
 from newsdesk.cli._watch import parse_every
-from tests.helpers import NEWSDESK, cli_env, run_cli
+from tests.helpers import run_cli, watching
 from tests.news.test_pipeline import answer, item, rss, unique, words
 from tests.servers.feed_server import FeedServer
 from tests.servers.plugin import OpenAIServerHandle
@@ -36,32 +32,6 @@ def test_parse_every() -> None:
             parse_every(bad)
 
 
-class _Lines:
-    """A process's stdout lines, read in a thread so the test can wait for one with a timeout."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        assert proc.stdout is not None
-        out = proc.stdout
-        threading.Thread(target=lambda: [self.lines.put(line) for line in out], daemon=True).start()
-
-    def until(self, pred: Any, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            assert left > 0, f"not seen in {timeout} s; events so far: {self.seen}"
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line.strip():
-                ev = json.loads(line)
-                self.seen.append(ev)
-                if pred(ev):
-                    return ev
-
-
 def test_watch_polls_analyzes_only_new_and_stops_cleanly(
     openai_server: OpenAIServerHandle, feed_server: FeedServer, tmp_path: Any
 ) -> None:
@@ -75,13 +45,7 @@ def test_watch_polls_analyzes_only_new_and_stops_cleanly(
     feed_server.set_feed(name, rss(first))
     url = f"{feed_server.url}/feeds/{name}"
     store = tmp_path / "watch.db"
-    proc = subprocess.Popen(
-        [str(NEWSDESK), "watch", url, "--every", "1s", "--format", "jsonl", "--model", MODEL,
-         "--api-base", openai_server.url, "--cache", "off", "--store", str(store)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
-    )  # fmt: skip
-    try:
-        lines = _Lines(proc)
+    with watching(url, MODEL, openai_server.url, store) as (proc, lines):
         for _ in range(2):  # patient: LiteLLM's import alone takes a minute on a loaded machine
             lines.until(lambda e: e["event"] == "analysis", timeout=300)
         # The next poll finds the feed unchanged: a 304, and nothing analyzed again.
@@ -106,10 +70,6 @@ def test_watch_polls_analyzes_only_new_and_stops_cleanly(
         assert openai_server.stats()["calls"] == calls + 1  # only the new article went to the model
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "watch stopped after" in err and "3 new article(s) analyzed" in err
@@ -126,3 +86,34 @@ def test_watch_bad_interval_is_a_clear_error() -> None:
     r = run_cli("watch", "https://feed.test/rss", "--every", "soon")
     assert r.returncode != 0
     assert "--every" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_watch_no_embeddings_leaves_topic_to_the_llm_and_gives_no_stories(
+    openai_server: OpenAIServerHandle, feed_server: FeedServer, tmp_path: Any
+) -> None:
+    name = unique("watch-noembed")
+    feed_server.set_feed(
+        name,
+        rss(
+            [
+                item(f"Plain {i}", f"{words(f'ne{i}')} {answer(f'Plain summary {i}')}",
+                     f"https://wne.test/{i}")
+                for i in range(2)
+            ]
+        ),
+    )  # fmt: skip
+    r = run_cli(
+        "watch", f"{feed_server.url}/feeds/{name}", "--polls", "1", "--format", "jsonl",
+        "--no-embeddings", "--model", MODEL, "--api-base", openai_server.url, "--cache", "off",
+        "--store", str(tmp_path / "noembed.db"), timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+    analyses = [e for e in events if e["event"] == "analysis"]
+    assert sorted(e["title"] for e in analyses) == ["Plain 0", "Plain 1"]
+    # With the embedding step every analysis has a story id (tests/news/test_cli_analyze.py).
+    assert all(e["story"] is None and e["topic_by"] == "llm" for e in analyses)
+    bad = run_cli("watch", "https://feed.test/rss", "--no-embeddings", "--topic-by", "embedding")
+    assert bad.returncode != 0 and "needs the embedding step" in bad.stderr
+    assert "Traceback" not in bad.stderr + bad.stdout

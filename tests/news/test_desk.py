@@ -4,6 +4,7 @@ analysis-executor seam, and the rule that front ends use nothing else of the new
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
@@ -182,13 +183,24 @@ class FunctionExecutor:
     def __init__(self, fn: Callable[[AnalysisJob], AnalysisResult]) -> None:
         self.fn = fn
         self.jobs: list[AnalysisJob] = []
+        self.slots: list[object] = []  # the llm_slot each job came with
 
     async def analyze(
-        self, job: AnalysisJob, on_delta: Callable[[str], None] | None = None
+        self,
+        job: AnalysisJob,
+        on_delta: Callable[[str], None] | None = None,
+        *,
+        llm_slot: contextlib.AbstractAsyncContextManager[Any] | None = None,
     ) -> AnalysisResult:
         self.jobs.append(job)
+        self.slots.append(llm_slot)
         if on_delta is not None:
             on_delta("thinking")
+        return await self.work(job, llm_slot)
+
+    async def work(
+        self, job: AnalysisJob, llm_slot: contextlib.AbstractAsyncContextManager[Any] | None
+    ) -> AnalysisResult:
         return self.fn(job)
 
     async def aclose(self) -> None:
@@ -241,6 +253,46 @@ async def test_an_injected_executor_does_the_analyses_and_the_run_does_the_rest(
     done = events[-1]
     assert done.analyzed == 2 and done.failed == 1 and done.sum_latency == 1.0
     assert len(d.search()) == 2  # saved by the run
+    d.close()
+
+
+class SlotExecutor(FunctionExecutor):
+    """An executor of its own (not ``LocalExecutor``) that does its "provider" work inside the
+    run's provider slot, and counts how much of it runs at once."""
+
+    def __init__(self) -> None:
+        super().__init__(canned)
+        self.in_flight = self.most = 0
+
+    async def work(
+        self, job: AnalysisJob, llm_slot: contextlib.AbstractAsyncContextManager[Any] | None
+    ) -> AnalysisResult:
+        assert llm_slot is not None
+        async with llm_slot:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await asyncio.sleep(0.05)
+            self.in_flight -= 1
+        return self.fn(job)
+
+
+async def test_any_executor_gets_the_runs_provider_slot(
+    openai_server: OpenAIServerHandle, feed_server: FeedServer, tmp_path: Path
+) -> None:
+    executor = SlotExecutor()
+    d = desk(openai_server, tmp_path, executor=executor)
+    # The run does not hold the slot around the executor itself: if it did, the executor's own
+    # ``async with`` would wait forever for the slots the run holds (the timeout would fail it).
+    async with asyncio.timeout(30):
+        events = [
+            ev
+            async for ev in d.run(
+                feed(feed_server, 6, "slot"), embeddings=False, reanalyze=True, concurrency=2
+            )
+        ]
+    assert events[-1].analyzed == 6
+    assert len(executor.slots) == 6 and len({id(s) for s in executor.slots}) == 1  # the run's one
+    assert executor.most == 2  # the run's concurrency bounds the executor's provider work
     d.close()
 
 

@@ -1,19 +1,15 @@
-"""Fixtures for scale-out tests: a private ``redis-server`` per test (so one can be restarted or
-given a password), real ``newsdesk worker`` processes, and the fake provider."""
+"""Fixtures for scale-out tests: a private ``redis-server`` per test (tests/servers/redis_server.py:
+so one can be restarted or given a password), real ``newsdesk worker`` processes, and the fake
+provider."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import pytest
@@ -24,78 +20,17 @@ pytest.importorskip(
 
 from newsdesk.news._executor import AnalysisJob  # noqa: E402
 from newsdesk.news._models import Article  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from tests.servers.redis_server import RedisProc, redis_binary  # noqa: E402
+from tests.servers.worker import start_worker  # noqa: E402
 
 MODEL = "openai/test-model"
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-class RedisProc:
-    """A ``redis-server`` on 127.0.0.1 that a test can stop and start again on the same port."""
-
-    def __init__(self, binary: str, directory: Path, password: str | None = None) -> None:
-        self.binary, self.directory, self.password = binary, directory, password
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        cmd = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.directory),
-        ]
-        if self.password:
-            cmd += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.5) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):
-                    return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start (exit code {self.proc.poll()})")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis.from_url(self.url)
 
 
 @pytest.fixture
 def redis_proc(tmp_path: Path) -> Iterator[RedisProc]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.path.exists(binary):
+    if redis_binary() is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisProc(binary, tmp_path)
-    server.start()
+    server = RedisProc(tmp_path).start()
     yield server
     server.stop()
 
@@ -106,11 +41,8 @@ def make_redis(tmp_path: Path) -> Iterator[Any]:
     made: list[RedisProc] = []
 
     def make(password: str | None = None) -> RedisProc:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        server = RedisProc(binary, tmp_path, password)
-        server.start()
-        made.append(server)
-        return server
+        made.append(RedisProc(tmp_path, password).start())
+        return made[-1]
 
     yield make
     for server in made:
@@ -122,43 +54,20 @@ class Workers:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[Popen[bytes]] = []
         self.logs: list[Path] = []
 
-    def start(
-        self, url: str, *args: str, concurrency: int = 2, **env: str
-    ) -> subprocess.Popen[str]:
+    def start(self, url: str, *args: str, concurrency: int = 2, **env: str) -> Popen[bytes]:
         log = self.home / f"worker{len(self.procs)}.log"
-        environ = {
-            **os.environ,
-            "OPENAI_API_KEY": "sk-test",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(SRC),
-            "NEWSDESK_HOME": str(self.home),
-            **env,
-        }
-        cmd = [
-            sys.executable,
-            "-c",
-            "from newsdesk.cli import main; main()",
-            "worker",
-            "--queue",
-            url,
-            "--concurrency",
-            str(concurrency),
-            "--no-embeddings",
-            "--verbose",
-            *args,
-        ]
-        with open(log, "w") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=environ
-            )
+        proc = start_worker(
+            url, "--verbose", *args, concurrency=concurrency, home=self.home, log=log,
+            api_key="sk-test", **env,
+        )  # fmt: skip
         self.procs.append(proc)
         self.logs.append(log)
         return proc
 
-    def log(self, proc: subprocess.Popen[str]) -> str:
+    def log(self, proc: Popen[bytes]) -> str:
         return self.logs[self.procs.index(proc)].read_text(errors="replace")
 
     def all_logs(self) -> str:

@@ -14,8 +14,9 @@ import pytest
 
 from newsdesk import ConfigError
 from newsdesk.scale import NoWorkerError, QueueExecutor
-from tests.scale.conftest import RedisProc, Workers, job, requests_for
+from tests.scale.conftest import Workers, job, requests_for
 from tests.servers.plugin import OpenAIServerHandle
+from tests.servers.redis_server import RedisProc
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -5,8 +5,8 @@ them) read the same file and see the analyses the watch stores after Follow was 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ import pytest
 from newsdesk.news import Store
 from newsdesk.web._news import row_detail
 from newsdesk.web._text import md_text
-from tests.helpers import NEWSDESK, cli_env
-from tests.news.test_cli_watch import MODEL, _Lines
+from tests.helpers import watching
+from tests.news.test_cli_watch import MODEL
 from tests.news.test_pipeline import answer, item, rss, unique, words
 from tests.servers.feed_server import FeedServer
 from tests.servers.plugin import OpenAIServerHandle
@@ -55,18 +55,15 @@ def test_web_follows_a_running_watch(
     feed_server.set_feed(name, rss(first))
     url = f"{feed_server.url}/feeds/{name}"
     store = tmp_path / "watch.db"
-    proc = subprocess.Popen(
-        [str(NEWSDESK), "watch", url, "--every", "1s", "--format", "jsonl", "--model", MODEL,
-         "--api-base", openai_server.url, "--cache", "off", "--store", str(store)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
-    )  # fmt: skip
-    app: dict[str, Any] = {}
-    try:
-        lines = _Lines(proc)
+    with (
+        watching(url, MODEL, openai_server.url, store) as (proc, lines),
+        contextlib.ExitStack() as closing,
+    ):
         for _ in range(2):  # patient: LiteLLM's import alone takes a minute on a loaded machine
             lines.until(lambda e: e["event"] == "analysis", timeout=300)
         lines.until(lambda e: e["event"] == "done")
         app = handlers(store, openai_server.url)
+        closing.callback(app["demo"].newsdesk_context.store.close)
 
         # Follow: from the store's end, so the watch's earlier analyses are not replayed.
         out = asyncio.run(app["news_follow"]())
@@ -119,12 +116,6 @@ def test_web_follows_a_running_watch(
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if "demo" in app:
-            app["demo"].newsdesk_context.store.close()
 
 
 def test_follow_view_replaces_caps_and_survives_store_errors(tmp_path: Path) -> None:

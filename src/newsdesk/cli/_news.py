@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,24 +9,27 @@ import typer
 
 from newsdesk.cli._app import ApiBaseOpt, CacheOpt, ModelOpt, app
 from newsdesk.cli._queue import QueueOpt
+from newsdesk.cli._run_options import (
+    AnalysisConcurrencyOpt,
+    EmbeddingsOpt,
+    FormatOpt,
+    LangOpt,
+    SourcesArg,
+    SourcesFileOpt,
+    StoreOpt,
+    TopicByOpt,
+    check_run_options,
+    source_specs,
+)
 
 
 @app.command()
 def analyze(
-    sources: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Feed URLs, feed files, OPML or sources.toml files. None: the bundled demo feeds."
-        ),
-    ] = None,
-    sources_file: Annotated[
-        Path | None, typer.Option("--sources", help="A sources file (TOML) or OPML.")
-    ] = None,
+    sources: SourcesArg = None,
+    sources_file: SourcesFileOpt = None,
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, max=200, help="Analyses in flight.")
-    ] = 4,
+    concurrency: AnalysisConcurrencyOpt = 4,
     fetch_concurrency: Annotated[
         int, typer.Option("--fetch-concurrency", min=1, max=200, help="Sources fetched at once.")
     ] = 8,
@@ -36,10 +38,7 @@ def analyze(
         typer.Option("--timeout", min=0.1, help="Seconds to fetch one source, retries included."),
     ] = None,
     cache: CacheOpt = None,
-    fmt: Annotated[
-        str | None,
-        typer.Option("--format", help="live (default on a terminal) or jsonl (default otherwise)."),
-    ] = None,
+    fmt: FormatOpt = None,
     full_text: Annotated[
         bool,
         typer.Option("--full-text", help="Fetch each article's page and analyze its full text."),
@@ -50,25 +49,13 @@ def analyze(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Analyze at most N articles.")
     ] = None,
-    lang: Annotated[
-        str | None,
-        typer.Option("--lang", help="Language code for summaries (default: the article's)."),
-    ] = None,
-    topic_by: Annotated[str, typer.Option("--topic-by", help="auto, llm or embedding.")] = "auto",
-    embeddings: Annotated[
-        bool,
-        typer.Option(
-            "--embeddings/--no-embeddings",
-            help="Embed each article: topic and tone for the embedded model, stories, search by "
-            "meaning. Off: the LLM names topic and tone, no stories; ~0.3 s less CPU per article.",
-        ),
-    ] = True,
+    lang: LangOpt = None,
+    topic_by: TopicByOpt = "auto",
+    embeddings: EmbeddingsOpt = True,
     reanalyze: Annotated[
         bool, typer.Option("--reanalyze", help="Ignore analyses already in the store.")
     ] = False,
-    store_path: Annotated[
-        Path | None, typer.Option("--store", help="SQLite store file (default: user data dir).")
-    ] = None,
+    store_path: StoreOpt = None,
     deltas: Annotated[
         bool, typer.Option("--deltas", help="jsonl: also emit analysis_delta events.")
     ] = False,
@@ -98,24 +85,18 @@ def analyze(
     queue: QueueOpt = None,
 ) -> None:
     """Fetch news sources concurrently, analyze every article with an LLM, show each result as it is ready."""
-    from newsdesk._exceptions import ConfigError
     from newsdesk.cli._news_run import run_analyze
 
-    if fmt not in (None, "live", "jsonl"):
-        raise ConfigError(f"--format must be live or jsonl, not {fmt!r}")
-    if topic_by not in ("auto", "llm", "embedding"):
-        raise ConfigError(f"--topic-by must be auto, llm or embedding, not {topic_by!r}")
-    if topic_by == "embedding" and not embeddings:
-        raise ConfigError("--topic-by embedding needs the embedding step: drop --no-embeddings")
+    fmt = check_run_options(fmt, topic_by, embeddings)
     code = run_analyze(
-        list(sources or []) + ([str(sources_file)] if sources_file else []),
+        source_specs(sources, sources_file),
         model=model,
         api_base=api_base,
         concurrency=concurrency,
         fetch_concurrency=fetch_concurrency,
         timeout=timeout,
         cache=cache,
-        fmt=fmt or ("live" if sys.stdout.isatty() else "jsonl"),
+        fmt=fmt,
         full_text=full_text,
         digest=digest,
         limit=limit,

@@ -25,6 +25,18 @@ from rich.markup import escape
 
 from newsdesk.cli._app import ApiBaseOpt, CacheOpt, ModelOpt, app
 from newsdesk.cli._queue import QueueOpt
+from newsdesk.cli._run_options import (
+    AnalysisConcurrencyOpt,
+    EmbeddingsOpt,
+    FormatOpt,
+    LangOpt,
+    SourcesArg,
+    SourcesFileOpt,
+    StoreOpt,
+    TopicByOpt,
+    check_run_options,
+    source_specs,
+)
 
 if TYPE_CHECKING:
     from newsdesk.news import NewsDesk, PipelineOptions
@@ -168,37 +180,21 @@ def _human(seconds: float) -> str:
 
 @app.command()
 def watch(
-    sources: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Feed URLs, feed files, OPML or sources.toml files. None: the demo feeds."
-        ),
-    ] = None,
-    sources_file: Annotated[
-        Path | None, typer.Option("--sources", help="A sources file (TOML) or OPML.")
-    ] = None,
+    sources: SourcesArg = None,
+    sources_file: SourcesFileOpt = None,
     every: Annotated[
         str,
         typer.Option("--every", help="Time between polls: 30s, 15m, 1h (plain number: seconds)."),
     ] = "15m",
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, max=200, help="Analyses in flight.")
-    ] = 4,
+    concurrency: AnalysisConcurrencyOpt = 4,
     cache: CacheOpt = None,
-    fmt: Annotated[
-        str | None,
-        typer.Option("--format", help="live (default on a terminal) or jsonl (default otherwise)."),
-    ] = None,
-    lang: Annotated[
-        str | None,
-        typer.Option("--lang", help="Language code for summaries (default: the article's)."),
-    ] = None,
-    topic_by: Annotated[str, typer.Option("--topic-by", help="auto, llm or embedding.")] = "auto",
-    store_path: Annotated[
-        Path | None, typer.Option("--store", help="SQLite store file (default: user data dir).")
-    ] = None,
+    fmt: FormatOpt = None,
+    lang: LangOpt = None,
+    topic_by: TopicByOpt = "auto",
+    embeddings: EmbeddingsOpt = True,
+    store_path: StoreOpt = None,
     queue: QueueOpt = None,
     polls: Annotated[
         int | None,
@@ -207,24 +203,18 @@ def watch(
 ) -> None:
     """Poll the sources every --every (conditional GET), analyze only new articles, until stopped
     (Ctrl-C / SIGTERM print a summary). Each poll is a run in `newsdesk history`."""
-    from newsdesk._exceptions import ConfigError
-
-    if fmt not in (None, "live", "jsonl"):
-        raise ConfigError(f"--format must be live or jsonl, not {fmt!r}")
-    if topic_by not in ("auto", "llm", "embedding"):
-        raise ConfigError(f"--topic-by must be auto, llm or embedding, not {topic_by!r}")
-    interval = parse_every(every)
-    specs = list(sources or []) + ([str(sources_file)] if sources_file else [])
+    fmt = check_run_options(fmt, topic_by, embeddings)
     run_watch(
-        specs,
-        every=interval,
+        source_specs(sources, sources_file),
+        every=parse_every(every),
         model=model,
         api_base=api_base,
         concurrency=concurrency,
         cache=cache,
-        fmt=fmt or ("live" if sys.stdout.isatty() else "jsonl"),
+        fmt=fmt,
         lang=lang,
         topic_by=topic_by,
+        embeddings=embeddings,
         store_path=store_path,
         queue=queue,
         polls=polls,
@@ -245,6 +235,7 @@ def run_watch(
     store_path: Path | None,
     queue: str | None,
     polls: int | None,
+    embeddings: bool = True,
 ) -> WatchTotals:
     from newsdesk import Gateway, Limits
     from newsdesk.cli._news_run import err
@@ -260,7 +251,12 @@ def run_watch(
     )
     try:
         options = desk.prepare(
-            specs, concurrency=concurrency, lang=lang, topic_mode=topic_by, deltas=False
+            specs,
+            concurrency=concurrency,
+            lang=lang,
+            topic_mode=topic_by,
+            embeddings=embeddings,
+            deltas=False,
         )
         watcher = _Watch(desk, options, every, fmt)
         err.print(

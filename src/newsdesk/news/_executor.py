@@ -10,10 +10,10 @@ itself keeps store look-ups, story grouping, saving and events.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Literal, Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, SecretStr
 
@@ -45,10 +45,20 @@ class AnalysisJob(BaseModel):
 
 
 class AnalysisExecutor(Protocol):
-    """Analyzes jobs. Failures raise ``NewsdeskError`` subclasses whose str is the reason."""
+    """Analyzes jobs. Failures raise ``NewsdeskError`` subclasses whose str is the reason.
+
+    ``llm_slot``: the run's provider slot (its concurrency semaphore; None outside a run). The
+    executor holds it while the provider works on the job and only then: a local executor
+    around the provider call (not while embedding or fetching the page), a remote one while
+    the job is out. So a run's ``concurrency`` bounds its provider requests whoever makes them.
+    """
 
     async def analyze(
-        self, job: AnalysisJob, on_delta: Callable[[str], None] | None = None
+        self,
+        job: AnalysisJob,
+        on_delta: Callable[[str], None] | None = None,
+        *,
+        llm_slot: AbstractAsyncContextManager[Any] | None = None,
     ) -> AnalysisResult: ...
 
     async def aclose(self) -> None: ...
@@ -58,9 +68,9 @@ class LocalExecutor:
     """Analyzes in this process. ``embedding``: the topic/tone/vector step (None: the LLM picks
     the topic, no vector). ``fetcher``: for full-text jobs (None: one is made when first needed,
     and closed by ``aclose``). ``api_key``: a key of the caller's own for every request (never
-    part of a job, the cache key or the store). ``llm_slots``: held around each provider call
-    only (a run passes its concurrency semaphore, so articles waiting for the embedding step
-    do not hold the provider back)."""
+    part of a job, the cache key or the store). A run's ``llm_slot`` is held around each
+    provider call only, so articles waiting for the embedding step do not hold the provider
+    back."""
 
     def __init__(
         self,
@@ -69,17 +79,19 @@ class LocalExecutor:
         embedding: Embedding | None = None,
         fetcher: Fetcher | None = None,
         api_key: SecretStr | None = None,
-        llm_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.gateway = gateway
-        self.llm_slots = llm_slots
         self._api_key = api_key
         self.embedding = embedding
         self._fetcher = fetcher
         self._own_fetcher: Fetcher | None = None
 
     async def analyze(
-        self, job: AnalysisJob, on_delta: Callable[[str], None] | None = None
+        self,
+        job: AnalysisJob,
+        on_delta: Callable[[str], None] | None = None,
+        *,
+        llm_slot: AbstractAsyncContextManager[Any] | None = None,
     ) -> AnalysisResult:
         if job.prompt_version != PROMPT_VERSION:
             # its result would be stored under a prompt this code does not write
@@ -102,7 +114,7 @@ class LocalExecutor:
             request_timeout=job.timeout,
             retries=job.retries,
             api_key=self._api_key,
-            llm_slot=self.llm_slots,
+            llm_slot=llm_slot,
         )
 
     async def _full_text(self, article: Article) -> Article:

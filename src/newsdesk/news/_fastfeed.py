@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["fast_entries", "FastFeed"]
@@ -209,17 +210,27 @@ def _rss(root: ET.Element, base: str) -> FastFeed:
     )
 
 
-def _rss_item(item: ET.Element, base: str) -> dict[str, Any]:
+def _fields(
+    item: ET.Element, known: frozenset[str], repeatable: frozenset[str]
+) -> Iterator[tuple[str, ET.Element]]:
+    """An item's (or entry's) child elements with their tags: only ``known`` ones, each once
+    unless ``repeatable``; anything else is feedparser's business."""
     _check_attrs(item)
-    entry: dict[str, Any] = {}
     seen: set[str] = set()
     for child in item:
         tag = child.tag
-        if not isinstance(tag, str) or tag not in _RSS_FIELDS:
+        if not isinstance(tag, str) or tag not in known:
             raise _NotMine
-        if tag in seen and tag not in _RSS_REPEATABLE:
+        if tag in seen and tag not in repeatable:
             raise _NotMine  # which copy wins is feedparser's business
         seen.add(tag)
+        yield tag, child
+
+
+def _rss_item(item: ET.Element, base: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    description: str | None = None
+    for tag, child in _fields(item, _RSS_FIELDS, _RSS_REPEATABLE):
         if tag in _RSS_REPEATABLE or tag == "comments":
             continue
         if tag == "guid":
@@ -247,7 +258,7 @@ def _rss_item(item: ET.Element, base: str) -> dict[str, Any]:
         elif tag == _DC + "date":
             entry["updated_parsed"] = _date(value)
         elif tag == "description":
-            entry["summary"] = value
+            entry["summary"] = description = value
         elif tag == _CONTENT_ENCODED:
             entry["content"] = [{"value": value}]
             entry.setdefault("summary", value)
@@ -255,9 +266,8 @@ def _rss_item(item: ET.Element, base: str) -> dict[str, Any]:
             if "author" in entry:
                 raise _NotMine
             entry["author"] = value
-    if "content" in entry and "description" in seen:
-        # the description is the summary whichever came first
-        entry["summary"] = _text(item.find("description"))
+    if "content" in entry and description is not None:
+        entry["summary"] = description  # the description is the summary whichever came first
     return entry
 
 
@@ -286,16 +296,8 @@ def _atom_text_type(el: ET.Element) -> str:
 
 
 def _atom_entry(item: ET.Element, base: str) -> dict[str, Any]:
-    _check_attrs(item)
     entry: dict[str, Any] = {}
-    seen: set[str] = set()
-    for child in item:
-        tag = child.tag
-        if not isinstance(tag, str) or tag not in _ATOM_FIELDS:
-            raise _NotMine
-        if tag in seen and tag not in _ATOM_REPEATABLE:
-            raise _NotMine
-        seen.add(tag)
+    for tag, child in _fields(item, _ATOM_FIELDS, _ATOM_REPEATABLE):
         name = tag[len(_ATOM) :]
         if name == "category":
             continue

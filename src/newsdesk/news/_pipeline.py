@@ -309,13 +309,8 @@ class NewsRun:
             self.options.topic_mode, self.options.model, embedding is not None
         )
         if self._executor is None:
-            # the run's own executor holds a concurrency slot around each provider call only
             local = LocalExecutor(
-                self.gateway,
-                embedding=embedding,
-                fetcher=self._fetcher,
-                api_key=self._api_key,
-                llm_slots=self._slots,
+                self.gateway, embedding=embedding, fetcher=self._fetcher, api_key=self._api_key
             )
             self._executor = local
             self._owned.append(local.aclose)
@@ -504,12 +499,11 @@ class NewsRun:
                 await asyncio.shield(self._parts)  # the embedding step and executor are ready
             executor = self._executor
             assert executor is not None
-            if isinstance(executor, LocalExecutor) and executor.llm_slots is self._slots:
-                # holds a slot around its provider call itself, not while embedding
-                result = await executor.analyze(self._job(article), self._deltas(article))
-            else:
-                async with self._slots:
-                    result = await executor.analyze(self._job(article), self._deltas(article))
+            # the executor holds a slot while the provider works on the job, not around the
+            # rest (a local one's embedding step, a full-text fetch)
+            result = await executor.analyze(
+                self._job(article), self._deltas(article), llm_slot=self._slots
+            )
             await self._save(article, result)
         except NewsdeskError as exc:
             self._analysis_failed(article, str(exc))

@@ -22,10 +22,12 @@ a Redis queue and awaits its result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from newsdesk._exceptions import NewsdeskError
@@ -432,9 +434,18 @@ class QueueExecutor:
         await self._check_workers(wait=True)
 
     async def analyze(
-        self, job: AnalysisJob, on_delta: Callable[[str], None] | None = None
+        self,
+        job: AnalysisJob,
+        on_delta: Callable[[str], None] | None = None,
+        *,
+        llm_slot: AbstractAsyncContextManager[Any] | None = None,
     ) -> AnalysisResult:
-        """Run ``job`` on a worker. ``on_delta`` is not called: a remote result arrives whole."""
+        """Run ``job`` on a worker, holding ``llm_slot`` (the run's provider slot) until its
+        result is back. ``on_delta`` is not called: a remote result arrives whole."""
+        async with llm_slot if llm_slot is not None else contextlib.nullcontext():
+            return await self._run_on_worker(job)
+
+    async def _run_on_worker(self, job: AnalysisJob) -> AnalysisResult:
         await self._check_workers(wait=True)
         payload = job_payload(job)
         loop = asyncio.get_running_loop()
