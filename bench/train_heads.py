@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._env import ROOT  # noqa: E402 - before newsdesk is imported
 from newsdesk.news._heads import FILE, train  # noqa: E402
 from newsdesk.news._models import TOPICS  # noqa: E402
 from newsdesk.news._prototypes import key  # noqa: E402
@@ -138,7 +137,6 @@ def build() -> dict[str, np.ndarray]:
 
 def lee50_report(heads: dict[str, np.ndarray]) -> None:
     """lee50 (the tuning set) with this head, for information; skipped when it is absent."""
-    sys.path.insert(0, str(ROOT))
     from bench.quality import load_data
     from newsdesk.news._embed import article_text
 
@@ -176,7 +174,9 @@ def main() -> int:
     if args.check:
         with np.load(FILE, allow_pickle=False) as data:
             same = all(
-                np.allclose(data[k], v, atol=1e-5) if v.dtype.kind == "f" else data[k] == v
+                np.allclose(data[k], v, atol=1e-5)
+                if v.dtype.kind == "f"
+                else np.array_equal(data[k], v)
                 for k, v in heads.items()
             )
         print(
