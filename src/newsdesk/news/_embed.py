@@ -340,7 +340,7 @@ class TopicClassifier:
         # zero-shot logits: the cosines at the calibrated temperature
         logits = (v @ self.topic_vectors.T) / self.temperature
         if self.head is not None:
-            # the trained head, with the prototypes as a prior (weighted as the head was trained)
+            # the trained head, with the prototypes' logits added at the head's prior weight
             order = [self.head.labels.index(n) for n in self.names]
             logits = self.head.logits(v)[:, order] + self.head.prior_weight * logits
         z = np.exp(logits - logits.max(axis=1, keepdims=True))

@@ -7,7 +7,7 @@ say which directions of the space matter for a class. A multinomial logistic reg
 from several hundred written news articles per label set can, and it costs the same: one
 ``(dim, k)`` product on the vector the article already has.
 
-The training set is ``bench/data/written_train.jsonl``: 1,645 news articles written for the
+The training set is ``bench/data/written_train.jsonl``: news articles written for the
 project (never taken from any evaluation set), each with a topic and a tone;
 ``bench/train_heads.py`` embeds it, trains the head with :func:`train` and writes ``heads.npz``
 beside this module. A head is only used for vectors of the embedder it was trained on (its
@@ -37,7 +37,8 @@ class LinearHead:
 
     The classifiers add ``prior_weight`` times their zero-shot logits (the prototype cosines at
     their temperature) to these: what the written examples cannot teach, the prototypes still
-    say. The weight is chosen with the regularisation, by cross-validation on the written set."""
+    say. The weight was chosen on lee50, the tuning set (``bench/train_heads.py``
+    ``PRIOR_WEIGHT``); cross-validation on the written set cannot show what that set lacks."""
 
     name: str
     embedder: str
