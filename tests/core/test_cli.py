@@ -51,7 +51,9 @@ def test_ask_one_prompt_streams(openai_server: OpenAIServerHandle, cli_env: dict
 def test_ask_several_prompts_prints_each_and_a_timing_table(
     openai_server: OpenAIServerHandle, cli_env: dict[str, str]
 ) -> None:
-    prompts = ["[[latency:0.3]] alpha", "[[latency:0.1]] beta", "gamma"]
+    # Every prompt waits long enough at the provider that all three overlap even when the
+    # process starts them far apart on a loaded machine (0.3 / 0.1 / 0 s once saw only 2).
+    prompts = ["[[latency:1.6]] alpha", "[[latency:1.3]] beta", "[[latency:1.0]] gamma"]
     result = runner.invoke(
         app,
         [
@@ -72,7 +74,7 @@ def test_ask_several_prompts_prints_each_and_a_timing_table(
     out = result.stdout
     for word in ("alpha", "beta", "gamma"):
         assert f"Echo:  {word}" in out or f"Echo: {word}" in out
-    # completion order: gamma (no latency) before beta before alpha
+    # completion order: gamma (shortest latency) before beta before alpha
     assert out.index("gamma") < out.index("beta") < out.index("alpha")
     err = result.stderr
     assert "Timing" in err and "3 (3 ok, 0 failed)" in err
