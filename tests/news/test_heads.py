@@ -75,7 +75,7 @@ def test_retraining_from_the_stored_vectors_gives_the_shipped_weights() -> None:
         [stored[key(embedder, "passage", article_text(i["title"], i["text"]))] for i in written]
     )
     x = np.vstack([x_real, x_written])
-    for name in ("topic",):
+    for name in ("topic", "tone"):
         labels = shipped[f"{name}_labels"].tolist()
         y = np.array([labels.index(i[name]) for i in [*real, *written]])
         w, b = train(x, y, len(labels), l2=float(shipped[f"{name}_l2"]))
@@ -104,7 +104,8 @@ def test_a_head_serves_only_its_own_embedder_and_taxonomy() -> None:
     assert load_head("topic", name, topics) is not None
     assert load_head("topic", "some other embedder", topics) is None
     assert load_head("topic", name, [*topics[:-1], "weather"]) is None  # a custom taxonomy
-    assert load_head("tone", name, ("positive", "neutral", "negative")) is None  # not shipped
+    assert load_head("tone", name, ("positive", "neutral", "negative")) is not None
+    assert load_head("tone", "some other embedder", ("positive", "neutral", "negative")) is None
 
 
 def test_the_classifier_falls_back_to_prototypes_for_another_embedder() -> None:
@@ -117,7 +118,10 @@ def test_the_classifier_falls_back_to_prototypes_for_another_embedder() -> None:
         def embed(self, texts, *, kind):  # type: ignore[no-untyped-def]
             return np.ones((len(texts), 4), dtype=np.float32) / 2
 
+    from newsdesk.news._tone import ToneClassifier
+
     assert TopicClassifier(Other()).head is None  # type: ignore[arg-type]
+    assert ToneClassifier(Other()).head is None  # type: ignore[arg-type]
 
 
 def test_training_is_deterministic_and_learns_a_separable_toy_set() -> None:
@@ -169,3 +173,44 @@ def test_the_head_gets_unseen_clear_articles_right() -> None:
     said = topic.classify_vectors(vecs)
     assert [t for t, _ in said] == [gold for *_, gold in UNSEEN]
     assert all(0 < conf <= 1 for _, conf in said)
+
+
+# Written for this test only: clear cases of each tone, which the tone head must get right.
+UNSEEN_TONE = [
+    (
+        "Trapped miners brought out alive after five days",
+        "All nine miners trapped by a roof collapse were lifted to the surface on Friday night, "
+        "exhausted but unhurt, to cheers from their families. Rescuers had drilled a narrow "
+        "shaft through 300 metres of rock.",
+        "positive",
+    ),
+    (
+        "",
+        "The transport minister will present the revised rail timetable to the committee on "
+        "Wednesday, a spokeswoman said. The committee meets monthly and publishes its minutes "
+        "two weeks later.",
+        "neutral",
+    ),
+    (
+        "Bus plunges into gorge, killing 31",
+        "A crowded bus veered off a mountain road and fell into a gorge on Sunday, killing at "
+        "least 31 passengers and injuring 20 more, police said. Relatives wept outside the "
+        "district hospital as bodies were brought in.",
+        "negative",
+    ),
+]
+
+
+@needs_model
+def test_the_tone_head_gets_unseen_clear_articles_right() -> None:
+    from newsdesk.news._embed import article_text, default_embedder
+    from newsdesk.news._tone import ToneClassifier
+
+    embedder = default_embedder()
+    tone = ToneClassifier(embedder)
+    assert tone.head is not None
+    vecs = embedder.embed([article_text(t, body) for t, body, _ in UNSEEN_TONE], kind="passage")
+    said = tone.classify_vectors(vecs)
+    assert [t for t, _ in said] == [gold for *_, gold in UNSEEN_TONE]
+    positive, _, negative = (s for _, s in said)
+    assert positive > 0 > negative  # the sentiment agrees with the tone

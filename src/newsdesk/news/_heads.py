@@ -1,4 +1,4 @@
-"""A trained linear head over the article vectors: the topic, learned from labelled news.
+"""Trained linear heads over the article vectors: topic and tone, learned from labelled news.
 
 The zero-shot classifiers (``_embed.TopicClassifier``, ``_tone.ToneClassifier``) compare an
 article's e5 passage vector with the mean vector of a few example sentences per class. That tops
@@ -14,8 +14,7 @@ with :func:`train` on their stored vectors and writes ``heads.npz`` beside this 
 only used for vectors of the embedder it was trained on (its ``embedder`` name) and for the
 taxonomy it was trained on: anything else falls back to the zero-shot prototypes.
 ``tests/news/test_heads.py`` checks the file against the training sets, so it cannot go stale
-unnoticed. A tone head trained the same way did worse than the zero-shot tone on lee50 and is
-not shipped (docs/QUALITY.md).
+unnoticed.
 """
 
 from __future__ import annotations
@@ -97,7 +96,9 @@ def _bundled() -> dict[str, LinearHead]:
             try:
                 with np.load(FILE, allow_pickle=False) as data:
                     embedder = str(data["embedder"])
-                    for name in ("topic",):
+                    for name in ("topic", "tone"):
+                        if f"{name}_weights" not in data.files:
+                            continue
                         heads[name] = LinearHead(
                             name=name,
                             embedder=embedder,
