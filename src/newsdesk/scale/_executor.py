@@ -34,6 +34,7 @@ from newsdesk._exceptions import NewsdeskError
 from newsdesk.news._analyze import AnalysisResult
 from newsdesk.news._executor import AnalysisJob
 from newsdesk.news._prompt import PROMPT_VERSION
+from newsdesk.scale._cancel import cancel_requested, raise_if_cancelled, stop_task
 from newsdesk.scale._errors import NoWorkerError, QueueError
 from newsdesk.scale._protocol import (
     QUEUE,
@@ -184,6 +185,11 @@ class QueueExecutor:
                 continue
             except Exception as exc:
                 self._unready()
+                if cancel_requested():
+                    # anyio's task groups (coredis's pool and pub/sub) turn a cancel of this
+                    # task into their children's errors: reconnecting here would outlive the
+                    # cancel, and a loop shutting down would wait for this task forever.
+                    raise asyncio.CancelledError from exc
                 try:
                     self._check_failing(exc)
                 except QueueError as err:
@@ -222,6 +228,7 @@ class QueueExecutor:
         prefix = len(self._channel(queue, ""))
         next_sweep = time.monotonic() + self.poll
         while True:
+            raise_if_cancelled()  # (lost in a redis-py call of the sweep: see _cancel)
             if self._closing:
                 # unsubscribed before leaving: pub/sub's exit waits for the acks otherwise
                 if pubsub.channels:
@@ -311,6 +318,7 @@ class QueueExecutor:
         ``no_worker_timeout`` (``wait``: poll until then; else judge from the last sighting)."""
         started = time.monotonic()
         while True:
+            raise_if_cancelled()
             now = time.monotonic()
             if now - self._worker_checked < 1.0 and self._worker_seen >= self._worker_checked:
                 return  # seen alive a moment ago
@@ -447,6 +455,7 @@ class QueueExecutor:
 
     async def _run_on_worker(self, job: AnalysisJob) -> AnalysisResult:
         await self._check_workers(wait=True)
+        raise_if_cancelled()  # a cancelled run sends nothing more
         payload = job_payload(job)
         loop = asyncio.get_running_loop()
         for _ in range(3):
@@ -486,8 +495,8 @@ class QueueExecutor:
         if listener is not None:
             self._closing = True
             await asyncio.wait({listener}, timeout=3)  # it notices within 0.5 s
-            listener.cancel()  # (if it was still connecting or waiting to reconnect)
-            await asyncio.gather(listener, return_exceptions=True)
+            # (if it was still connecting or waiting to reconnect)
+            await stop_task(listener, 3)
         self._conn = None
 
 

@@ -6,7 +6,8 @@
   provider call. The first takes a Redis lock (redis-py ``Lock``, with an expiry it keeps renewing
   while it works, so a killed leader frees it by itself); the others wait for its answer on
   pub/sub (and re-check on a short poll, so a lost message or a dead leader costs a moment, not
-  a hang), then replay it. A leader that fails releases the lock and the next in line asks.
+  a hang), then replay it. A leader that fails releases the lock and the next in line asks; a
+  leader alive but stuck far beyond any call's time budget is given up on (``max_wait``).
 - ``GlobalLimitBackend``: requests/tokens per minute for *all* processes together, a moving
   window kept in Redis by ``limits`` (async storage over redis-py). It sits under the retry
   wrapper, so every attempt the provider sees is counted.
@@ -45,6 +46,7 @@ from newsdesk._wrappers import (
     _replay_pieces,
     estimate_tokens,
 )
+from newsdesk.scale._cancel import cancel_requested, raise_if_cancelled, stop_task
 from newsdesk.scale._redact import check_redis_url
 
 PREFIX = "newsdesk:v1:"
@@ -79,7 +81,9 @@ def _count_error(stats: CallStats, what: str) -> None:
 
 class RedisSingleFlightBackend(WrapperBackend):
     """See the module docstring. ``lock_ttl``: how long a silent (killed) leader blocks the
-    others; ``done_ttl``: how long a finished answer stays for late followers."""
+    others; ``done_ttl``: how long a finished answer stays for late followers; ``max_wait``:
+    the longest a follower waits for a live leader before asking itself (default: three times
+    the request's own time budget, at least 30 s)."""
 
     def __init__(
         self,
@@ -93,12 +97,14 @@ class RedisSingleFlightBackend(WrapperBackend):
         lock_ttl: float = 6.0,
         done_ttl: float = 30.0,
         poll: float = 0.5,
+        max_wait: float | None = None,
     ) -> None:
         super().__init__(inner)
         self.stats = stats
         self.lock_ttl = lock_ttl
         self.done_ttl = done_ttl
         self.poll = poll
+        self.max_wait = max_wait
         self._clients = _Clients(url)
 
     @staticmethod
@@ -120,11 +126,19 @@ class RedisSingleFlightBackend(WrapperBackend):
         except (ValueError, KeyError, TypeError):
             return None
 
+    def _wait_limit(self, request: Request) -> float:
+        """How long a follower waits for a leader at most: a leader's call (attempts, retries,
+        rate-limit waits) that takes longer than this is stuck, not slow."""
+        if self.max_wait is not None:
+            return self.max_wait
+        return max(30.0, 3 * request.timeout * (request.retries + 1))
+
     async def _claim(self, request: Request) -> tuple[Completion | None, Any]:
         """(answer, None) when another process answered; (None, lock) when this one must ask;
-        (None, None) when Redis is unusable (ask without coordination)."""
+        (None, None) when Redis is unusable or the leader is stuck (ask without coordination)."""
         lock_key, done_key, chan = self._keys(request)
         since = time.time()
+        give_up = time.monotonic() + self._wait_limit(request)
         try:
             client = self._clients.get()
             if (hit := self._fresh(request, await client.get(done_key), since)) is not None:
@@ -133,6 +147,12 @@ class RedisSingleFlightBackend(WrapperBackend):
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe(chan)  # before the checks: no answer can slip by
                 while True:
+                    raise_if_cancelled()  # (a job aborted while it follows)
+                    if time.monotonic() > give_up:
+                        # The leader holds the lock far longer than any call takes: ask
+                        # rather than wait forever (counted, so it shows in the stats).
+                        _count_error(self.stats, "SingleFlightLeaderStuck")
+                        return None, None
                     if await lock.acquire():
                         # A leader may have finished between our first look and the lock.
                         if (
@@ -153,11 +173,20 @@ class RedisSingleFlightBackend(WrapperBackend):
     @contextlib.asynccontextmanager
     async def _holding(self, lock: Any) -> AsyncIterator[None]:
         """Keep the lock alive while the call runs (a long answer must not let others in);
-        release it afterwards, whatever happened."""
+        release it afterwards, whatever happened.
+
+        The renewer stops on ``finished`` and is never awaited without a bound: a cancel that
+        lands while ``lock.extend`` completes is lost (see ``_cancel``), and a renewer that
+        missed it used to keep the lock, its leader, the job and every follower forever."""
+        finished = asyncio.Event()
 
         async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.lock_ttl / 3)
+            while not (finished.is_set() or cancel_requested()):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.lock_ttl / 3):
+                        await finished.wait()
+                if finished.is_set() or cancel_requested():
+                    return
                 with contextlib.suppress(Exception):
                     await lock.extend(self.lock_ttl, replace_ttl=True)
 
@@ -165,10 +194,13 @@ class RedisSingleFlightBackend(WrapperBackend):
         try:
             yield
         finally:
+            finished.set()
             renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
+            # Released first: the followers wait for it. A late extend finds the lock gone
+            # (or someone else's) and fails; the renewer then stops at its next check.
             with contextlib.suppress(Exception):
                 await lock.release()
+            await stop_task(renewer, self.lock_ttl)
 
     async def _publish(self, request: Request, completion: Completion) -> None:
         _lock_key, done_key, chan = self._keys(request)
@@ -286,6 +318,7 @@ class GlobalLimitBackend(WrapperBackend):
         limiter = self._limiter()
         for item, cost in items:
             while True:
+                raise_if_cancelled()
                 try:
                     if await limiter.hit(item, self.name, cost=cost):
                         break

@@ -21,6 +21,7 @@ from newsdesk._exceptions import ConfigError, NewsdeskError
 from newsdesk._wrappers import Limits
 from newsdesk.news._embedding import load_embedding
 from newsdesk.news._executor import AnalysisJob, LocalExecutor
+from newsdesk.scale._cancel import cancel_requested, stop_task
 from newsdesk.scale._errors import QueueError
 from newsdesk.scale._protocol import (
     HEARTBEAT_EVERY,
@@ -51,7 +52,7 @@ def _quiet(_line: str) -> None:
 async def _heartbeat(clients: _Clients, queue: str, worker_id: str, concurrency: int) -> None:
     """Tell producers this worker is alive (and which versions it runs), every second."""
     key = workers_key(queue)
-    while True:
+    while not cancel_requested():  # (a cancel can be lost in redis-py: see _cancel)
         with contextlib.suppress(Exception):
             client = clients.get()
             await client.hset(key, worker_id, heartbeat_entry(worker_id, concurrency))
@@ -155,8 +156,7 @@ async def run_worker(
                 log(f"lost the queue at {where} ({reason}); reconnecting in 1 s")
                 await asyncio.sleep(1.0)
     finally:
-        beat.cancel()
-        await asyncio.gather(beat, return_exceptions=True)
+        await stop_task(beat, 5.0)
         with contextlib.suppress(Exception):
             await clients.get().hdel(workers_key(queue), worker_id)
         await executor.aclose()
