@@ -4,12 +4,12 @@ The zero-shot classifiers (``_embed.TopicClassifier``, ``_tone.ToneClassifier``)
 article's e5 passage vector with the mean vector of a few example sentences per class. That tops
 out around three articles in four on lee50 (docs/QUALITY.md): a centroid of four sentences cannot
 say which directions of the space matter for a class. A multinomial logistic regression learned
-from several hundred written news articles per label set can, and it costs the same: one
+from a few thousand labelled news articles can, and it costs the same: one
 ``(dim, k)`` product on the vector the article already has.
 
 The training sets are ``bench/data/real_train_labels.jsonl`` (1,050 real 2017 news articles,
 hand-labelled; news100, the held-out set, excluded) and ``bench/data/written_train.jsonl``
-(1,645 articles written for the project, every topic); ``bench/train_heads.py`` trains the head
+(1,645 articles written for the project, every topic); ``bench/train_heads.py`` trains the heads
 with :func:`train` on their stored vectors and writes ``heads.npz`` beside this module. A head is
 only used for vectors of the embedder it was trained on (its ``embedder`` name) and for the
 taxonomy it was trained on: anything else falls back to the zero-shot prototypes.
