@@ -62,28 +62,25 @@ STEPS = 600
 FOLDS = 5
 
 
-def load_written(path: Path = TRAIN) -> list[dict[str, object]]:
+def _load(path: Path, needs: str) -> list[dict[str, object]]:
+    """A labelled set: every item with a known topic and tone and a non-empty ``needs`` field."""
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         item = json.loads(line)
-        if item["topic"] not in TOPICS or item["tone"] not in TONES or not item["text"].strip():
+        if item["topic"] not in TOPICS or item["tone"] not in TONES or not item[needs].strip():
             raise SystemExit(f"{path.name}:{n}: bad item {item!r:.120}")
         items.append(item)
     return items
+
+
+def load_written(path: Path = TRAIN) -> list[dict[str, object]]:
+    return _load(path, "text")
 
 
 def load_real(path: Path = REAL) -> list[dict[str, object]]:
-    items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        item = json.loads(line)
-        if item["topic"] not in TOPICS or item["tone"] not in TONES or not item["article_id"]:
-            raise SystemExit(f"{path.name}:{n}: bad item {item!r:.120}")
-        items.append(item)
-    return items
+    return _load(path, "article_id")
 
 
 def training_digest() -> str:
