@@ -120,9 +120,10 @@ def real_vectors(ids: list[str], *, path: Path = REAL_VECTORS) -> np.ndarray:
         fresh = embedder.embed([article_text(*rows[i]) for i in missing], kind="passage")
         for i, v in zip(missing, fresh, strict=True):
             known[i] = np.asarray(v, dtype=np.float32)
-        vecs = np.stack([known[i] for i in ids]).astype(np.float32)
+    vecs = np.stack([known[i] for i in ids]).astype(np.float32)
+    if missing:
         np.savez_compressed(path, embedder=np.array(embedder.name), ids=np.array(ids), vectors=vecs)
-    return np.stack([known[i] for i in ids]).astype(np.float32)
+    return vecs
 
 
 def item_text(item: dict[str, object]) -> str:
@@ -176,30 +177,31 @@ def zero_shot_tone_logits(x: np.ndarray) -> np.ndarray:
     return np.asarray((tone.scores(x) - margin) / tone.temperature)
 
 
-def training_set(name: str = "topic") -> tuple[np.ndarray, np.ndarray, int]:
-    """``(x, y, n_real)``: the real articles first, then the written ones; ``name``'s labels
-    ("topic" or "tone") as indices."""
+def training_set() -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """``(x, {"topic": y, "tone": y}, n_real)``: the real articles first, then the written ones;
+    labels as indices into TOPICS and TONES."""
     real, written = load_real(), load_written()
-    labels = list(TOPICS) if name == "topic" else list(TONES)
     x = np.vstack(
         [
             real_vectors([str(i["article_id"]) for i in real]),
             embed_all([item_text(i) for i in written]),
         ]
     )
-    y = np.array([labels.index(str(i[name])) for i in [*real, *written]])
+    y = {
+        name: np.array([list(labels).index(str(i[name])) for i in [*real, *written]])
+        for name, labels in (("topic", TOPICS), ("tone", TONES))
+    }
     return x, y, len(real)
 
 
 def build() -> dict[str, np.ndarray]:
     from newsdesk.news._embed import default_embedder
 
-    x, y, n_real = training_set("topic")
-    _, y_tone, _ = training_set("tone")
+    x, y, n_real = training_set()
     topics = list(TOPICS)
-    print(f"{n_real} real + {len(y) - n_real} written articles; topic l2={L2}, tone l2={TONE_L2}")
-    w, b = train(x, y, len(topics), l2=L2, steps=STEPS)
-    tw, tb = train(x, y_tone, len(TONES), l2=TONE_L2, steps=STEPS)
+    print(f"{n_real} real + {len(x) - n_real} written articles; topic l2={L2}, tone l2={TONE_L2}")
+    w, b = train(x, y["topic"], len(topics), l2=L2, steps=STEPS)
+    tw, tb = train(x, y["tone"], len(TONES), l2=TONE_L2, steps=STEPS)
     return {
         "embedder": np.array(default_embedder().name),
         "training_sha256": np.array(training_digest()),
@@ -236,11 +238,10 @@ def lee50_set() -> tuple[np.ndarray, np.ndarray, list[list[str]], np.ndarray] | 
     )
 
 
-def search(name: str) -> None:
+def search(name: str, x: np.ndarray, y: np.ndarray, n_real: int) -> None:
     """Every (l2, prior weight) of the grid for ``name`` ("topic" or "tone"): real articles right
     in 5-fold cross-validation (folds over the real set by position; the written set always
     trains) plus lee50's."""
-    x, y, n_real = training_set(name)
     zero_shot = zero_shot_logits if name == "topic" else zero_shot_tone_logits
     prior = zero_shot(x[:n_real])
     lee = lee50_set()
@@ -303,8 +304,9 @@ def main() -> int:
     ap.add_argument("--search", action="store_true", help="print the l2 / prior weight grid")
     args = ap.parse_args()
     if args.search:
-        search("topic")
-        search("tone")
+        x, y, n_real = training_set()
+        for name in ("topic", "tone"):
+            search(name, x, y[name], n_real)
         return 0
     heads = build()
     lee50_report(heads)
