@@ -163,8 +163,7 @@ def zero_shot_logits(x: np.ndarray) -> np.ndarray:
     """The head-less topic classifier's logits for ``x`` (columns in TOPICS order)."""
     from newsdesk.news._embed import TopicClassifier, default_embedder
 
-    topic = TopicClassifier(default_embedder(), head=False)
-    return np.asarray((x @ topic.topic_vectors.T) / topic.temperature)
+    return TopicClassifier(default_embedder(), head=False).zero_shot_logits(x)
 
 
 def zero_shot_tone_logits(x: np.ndarray) -> np.ndarray:
@@ -172,9 +171,7 @@ def zero_shot_tone_logits(x: np.ndarray) -> np.ndarray:
     from newsdesk.news._embed import default_embedder
     from newsdesk.news._tone import ToneClassifier
 
-    tone = ToneClassifier(default_embedder(), head=False)
-    margin = np.array([0.0, 0.0, tone.negative_margin])
-    return np.asarray((tone.scores(x) - margin) / tone.temperature)
+    return ToneClassifier(default_embedder(), head=False).zero_shot_logits(x)
 
 
 def training_set() -> tuple[np.ndarray, dict[str, np.ndarray], int]:

@@ -332,13 +332,18 @@ class TopicClassifier:
             return []
         return self.classify_vectors(self.embedder.embed(list(texts), kind=self.article_kind))
 
+    def zero_shot_logits(self, vectors: np.ndarray) -> np.ndarray:
+        """The prototypes' logits, ``(n, n_topics)`` with columns as ``names``: the cosines at the
+        calibrated temperature. What the trained head adds to (and what it is trained beside)."""
+        v = np.asarray(vectors, dtype=np.float32).reshape(-1, self.topic_vectors.shape[1])
+        return np.asarray((v @ self.topic_vectors.T) / self.temperature)
+
     def classify_vectors(self, vectors: np.ndarray) -> list[tuple[str, float]]:
         """Like ``classify`` for vectors already embedded with ``kind=self.article_kind``."""
         v = np.asarray(vectors, dtype=np.float32).reshape(-1, self.topic_vectors.shape[1])
         if not len(v):
             return []
-        # zero-shot logits: the cosines at the calibrated temperature
-        logits = (v @ self.topic_vectors.T) / self.temperature
+        logits = self.zero_shot_logits(v)
         if self.head is not None:
             # the trained head, with the prototypes' logits added at the head's prior weight
             order = [self.head.labels.index(n) for n in self.names]

@@ -129,14 +129,17 @@ class ToneClassifier:
         v = np.asarray(vectors, dtype=np.float32).reshape(-1, self.tone_vectors.shape[1])
         return v @ self.tone_vectors.T
 
+    def zero_shot_logits(self, vectors: np.ndarray) -> np.ndarray:
+        """The prototypes' logits, ``(n, 3)`` in ``TONES`` order: the cosines with the negative
+        margin applied, at the temperature. What the trained head adds to."""
+        margin = np.array([0.0, 0.0, self.negative_margin], dtype=np.float32)
+        return np.asarray((self.scores(vectors) - margin) / self.temperature)
+
     def classify_vectors(self, vectors: np.ndarray) -> list[tuple[Tone, float]]:
         """``(tone, sentiment)`` per article vector (``kind="passage"``); sentiment is
         P(positive) - P(negative) from a softmax over the logits: the cosines at the temperature
         with the margin applied, plus the trained head's where one ships."""
-        scores = self.scores(vectors)
-        logits = (scores - np.array([0.0, 0.0, self.negative_margin], dtype=np.float32)) / (
-            self.temperature
-        )
+        logits = self.zero_shot_logits(vectors)
         if self.head is not None:
             order = [self.head.labels.index(t) for t in TONES]
             logits = self.head.logits(vectors)[:, order] + self.head.prior_weight * logits
