@@ -7,7 +7,7 @@ say which directions of the space matter for a class. A multinomial logistic reg
 from a few thousand labelled news articles can, and it costs the same: one
 ``(dim, k)`` product on the vector the article already has.
 
-The training sets are ``bench/data/real_train_labels.jsonl`` (1,050 real 2017 news articles,
+The training sets are ``bench/data/real_train_labels.jsonl`` (3,594 real 2017 news articles,
 hand-labelled; news100, the held-out set, excluded) and ``bench/data/written_train.jsonl``
 (1,645 articles written for the project, every topic); ``bench/train_heads.py`` trains the heads
 with :func:`train` on their stored vectors and writes ``heads.npz`` beside this module. A head is
