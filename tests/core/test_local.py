@@ -249,3 +249,70 @@ def test_parallel_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("NEWSDESK_LOCAL_PARALLEL", bad)
         with pytest.raises(ConfigError, match="NEWSDESK_LOCAL_PARALLEL"):
             parallel()
+
+
+# --- loop cut -------------------------------------------------------------------------------
+
+
+def test_looping_sees_a_short_cycle_only_once_it_fills_the_window() -> None:
+    from newsdesk._local_engine import looping
+
+    cycle = [5, 9, 2]
+    assert looping([1, 2, 3, 4] + cycle * 30, 64)
+    assert not looping([1, 2, 3, 4] + cycle * 21, 64)  # 63 repeated tokens: not yet
+    assert looping([7] * 65, 64) and not looping([7] * 64, 64)
+    assert not looping(list(range(200)), 64)  # no repetition at all
+    assert not looping(list(range(40)) * 4, 64)  # a cycle of 40 tokens is longer than 32
+    assert looping(list(range(40)) * 4, 64, max_period=40)
+    broken = cycle * 30
+    broken[-10] = 8  # one different token inside the window
+    assert not looping(broken, 64)
+    assert not looping(cycle * 30, 0)  # 0: never
+
+
+def _forced_repetition(loop_cut: int) -> tuple[str, Any]:
+    """A generation whose grammar allows nothing but "ab" 120 times: a loop the model cannot
+    leave, so only the loop cut (or max_tokens) can end it early."""
+    from newsdesk._local import get_engine, get_llama
+    from newsdesk._local_engine import Finished, Sampling, iterate
+
+    engine = get_engine("smollm2")
+    prompt = get_llama("smollm2").tokenize(f"[loop {uuid.uuid4()}] Write ab:".encode())
+    grammar = "root ::= " + " ".join(['"ab"'] * 120)
+    text, finished = "", None
+    for item in iterate(
+        engine, prompt, Sampling(grammar=grammar, max_tokens=400, loop_cut=loop_cut)
+    ):
+        if isinstance(item, Finished):
+            finished = item
+        else:
+            text += str(item)
+    return text, finished
+
+
+def test_a_structured_answer_stuck_in_a_loop_is_ended_early() -> None:
+    from newsdesk._local import get_engine
+
+    cuts = get_engine("smollm2").stats.loops_cut
+    whole, done = _forced_repetition(loop_cut=0)
+    assert whole == "ab" * 120 and done.finish_reason == "stop"
+    cut, ended = _forced_repetition(loop_cut=64)
+    assert ended.finish_reason == "stop" and get_engine("smollm2").stats.loops_cut == cuts + 1
+    assert whole.startswith(cut) and 64 < ended.completion_tokens < done.completion_tokens
+
+
+def test_the_analysis_request_asks_for_the_loop_cut() -> None:
+    """Structured answers (a grammar) get the cut; free text does not."""
+    from newsdesk._backend import LiteLLMBackend
+    from newsdesk._local import LOOP_CUT, _params, prepare
+
+    for answer_model, cut in ((Verdict, LOOP_CUT), (None, 0)):
+        req = Request(
+            model="local/smollm2",
+            messages=[{"role": "user", "content": "Headline: 'Park reopens.' Topic?"}],
+            answer_model=answer_model,
+            max_tokens=48,
+        )
+        kw = LiteLLMBackend()._kwargs(req)
+        _prompt, sampling = prepare("smollm2", _params(kw["messages"], kw))
+        assert sampling.loop_cut == cut
