@@ -397,7 +397,7 @@ class Engine:
         add(
             chain,
             ll.llama_sampler_init_penalties(
-                64, sp.repeat_penalty, sp.frequency_penalty, sp.presence_penalty
+                self._n_vocab, 64, sp.repeat_penalty, sp.frequency_penalty, sp.presence_penalty
             ),
         )
         if grammar is not None:
