@@ -35,10 +35,6 @@ from newsdesk._local_engine import (
 PROVIDER = "local"
 N_CTX = 2048  # one request's window (prompt + answer), as with one sequence at a time
 DEFAULT_PARALLEL = 4
-# Tokens of pure repetition after which a structured (grammar) answer is ended: see
-# ``_local_engine.looping``. SmolLM2 at temperature 0 sometimes loops ("1.1.1.1…", "АТЬАТЬ…") and
-# would decode to max_tokens; a useful answer does not repeat one short cycle for 64 tokens.
-LOOP_CUT = 64
 CELLS_PER_SEQUENCE = 1024  # KV cells budgeted per parallel sequence (~24 MB each for SmolLM2)
 
 # model name -> (package, resource file)
@@ -219,9 +215,6 @@ def prepare(name: str, params: dict[str, Any]) -> tuple[list[int], Sampling]:
         grammar=grammar._grammar if grammar is not None else None,
         max_tokens=kw.get("max_tokens") or N_CTX,
         stop=tuple([stop] if isinstance(stop, str) else stop),
-        # A structured answer stuck in a loop is ended after LOOP_CUT repeated tokens instead
-        # of at max_tokens: unfinished, it fails validation and the caller asks again.
-        loop_cut=LOOP_CUT if grammar is not None else 0,
     )
     return list(kw["prompt"]), sampling
 

@@ -18,12 +18,6 @@ loop, the way llama.cpp's ``parallel`` example and its server do:
   and only filters the whole vocabulary when it is rejected (what llama.cpp's common sampler
   does): the same token as filtering first, at a fraction of the cost.
 
-* **Loop cut.** A generation may ask (``Sampling.loop_cut``) to be ended once it is only repeating
-  itself: its last ``loop_cut`` tokens one short cycle over and over (at most ``MAX_LOOP_PERIOD``
-  tokens long). A small model at temperature 0 can fall into such a loop ("1.1.1.1…") and would
-  otherwise decode it up to ``max_tokens``; it ends as "stop", so the caller sees an unfinished
-  answer at once and asks again the way it does for any invalid answer.
-
 Memory is bounded: one context of ``n_ctx`` cells is created up front; a request reserves the
 cells it may need (its own prompt tokens + ``max_tokens``) and waits while they are not free.
 """
@@ -47,7 +41,6 @@ import numpy as np
 CACHE_SEQ = 0  # the prefix cache's sequence id; generations use 1..parallel
 MIN_REUSE = 16  # a shorter common prefix is not worth a copy (and is mostly the chat template)
 N_BATCH = 512  # tokens per llama_decode call (prompt chunks + one token per running sequence)
-MAX_LOOP_PERIOD = 32  # the longest cycle ``Sampling.loop_cut`` looks for, in tokens
 
 
 @dataclass(frozen=True)
@@ -66,7 +59,6 @@ class Sampling:
     grammar: str | None = None  # GBNF text, root rule "root"
     max_tokens: int = 512
     stop: tuple[str, ...] = ()
-    loop_cut: int = 0  # end (as "stop") once this many last tokens only repeat a cycle; 0: never
 
 
 @dataclass
@@ -109,7 +101,6 @@ class EngineStats:
     prefix_hits: int = 0  # requests that reused a cached/shared prefix
     reused_tokens: int = 0
     completion_tokens: int = 0
-    loops_cut: int = 0  # generations ended by ``Sampling.loop_cut``
     steps: int = 0
     max_active: int = 0
     decode_seconds: float = 0.0
@@ -126,7 +117,6 @@ class _Seq:
     grammar: Any = None  # llama_sampler* (grammar alone, for the greedy fast path) or None
     next_token: int | None = None  # sampled, to be fed at the next step
     completion: int = 0
-    tokens: list[int] = field(default_factory=list)  # the completion's tokens (for loop_cut only)
     text: str = ""  # decoded completion text so far
     sent: int = 0  # characters of ``text`` already handed to the sink
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("ignore"))
@@ -511,12 +501,6 @@ class Engine:
                     s.text = s.text[:at]
                     self._end(s, "stop")
                     return
-        if sp.loop_cut:
-            s.tokens.append(token)
-            if looping(s.tokens, sp.loop_cut):
-                self.stats.loops_cut += 1
-                self._end(s, "stop")
-                return
         if s.completion >= min(sp.max_tokens, self.n_ctx_seq - len(s.gen.prompt)):
             self._end(s, "length")
             return
@@ -558,19 +542,6 @@ class Engine:
             s.text += s.decoder.decode(b"", final=True)
             self._flush(s, hold=False)
         self._send(s.gen, Finished(outcome, len(s.gen.prompt), s.completion, s.reused))
-
-
-def looping(tokens: list[int], window: int, max_period: int = MAX_LOOP_PERIOD) -> bool:
-    """True when the last ``window`` tokens are one cycle of at most ``max_period`` tokens
-    repeated: each equals the token one period before it (so the repetition spans
-    ``window + period`` tokens)."""
-    if window <= 0 or len(tokens) <= window:
-        return False
-    tail = tokens[-window:]
-    for period in range(1, min(max_period, len(tokens) - window) + 1):
-        if tail == tokens[-window - period : -period]:
-            return True
-    return False
 
 
 def iterate(engine: Engine, prompt: list[int], sampling: Sampling) -> Iterator[object]:
