@@ -145,18 +145,19 @@ async def test_one_sequence_matches_llama_cpp_python() -> None:
     assert resp.text == _reference(req)
 
 
-async def test_sampled_answer_is_valid_and_repeatable() -> None:
+async def test_sampled_answers_are_valid() -> None:
     """Above temperature 0 the engine builds a sampler chain (penalties, top-k, typical, top-p,
-    min-p, temperature, seeded draw), as llama-cpp-python does: a valid answer under the grammar,
-    the same one for the same seed. This is also the path of a structured answer asked again
-    after an invalid one (at temperature 0.3); it used to fail on the penalties' arguments."""
+    min-p, temperature, seeded draw), as llama-cpp-python does, and the grammar still holds. This
+    is also the path of a structured answer asked again after an invalid one (at temperature
+    0.3); it used to fail on the penalties' arguments. The text is not compared between runs: a
+    reused prompt prefix changes llama.cpp's float sums, and sampling follows them."""
     system = _system(uuid.uuid4().hex)
-    req = verdict_request(HEADLINES[1], system).model_copy(
-        update={"temperature": 0.8, "retries": 0, "extra": {"seed": 7}}
-    )
-    first, second = [await Gateway(cache="off").complete(req) for _ in range(2)]
-    assert isinstance(first.value, Verdict)
-    assert first.text == second.text
+    for headline, temperature in zip(HEADLINES[1:], (0.3, 0.8, 1.0), strict=True):
+        req = verdict_request(headline, system).model_copy(
+            update={"temperature": temperature, "retries": 0}
+        )
+        resp = await Gateway(cache="off").complete(req)
+        assert isinstance(resp.value, Verdict) and resp.attempts == 1
 
 
 async def test_four_concurrent_generations_are_batched_and_valid() -> None:
