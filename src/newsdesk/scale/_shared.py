@@ -181,7 +181,7 @@ class RedisSingleFlightBackend(WrapperBackend):
         finished = asyncio.Event()
 
         async def renew() -> None:
-            while not (finished.is_set() or cancel_requested()):
+            while True:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.lock_ttl / 3):
                         await finished.wait()
